@@ -36,7 +36,12 @@ enum {
 typedef struct np__pollev {
     np__pollreg *reg; /* a registration that is open and current */
     uint8_t mode;     /* NP__POLL_READ, NP__POLL_WRITE or both; never 0 */
-    bool err;         /* the kernel reported an error condition on the fd */
+    bool err;         /* an error and nothing else was reported (EPOLLERR
+                       * alone, POLLERR without POLLIN/POLLOUT/POLLHUP): the
+                       * descriptor cannot usefully be waited on any more. An
+                       * error that comes with readiness or hang-up (a reset
+                       * socket, an ICMP error on UDP) leaves err false: the
+                       * next syscall reports it more precisely. As in Go. */
 } np__pollev;
 
 /* Creates the poller and its wake-up mechanism. 0 or -errno. */

@@ -278,7 +278,7 @@ static int collect(np__pollev *out, int cap)
         changed = true;
         out[k].reg = reg;
         out[k].mode = mode;
-        out[k].err = (re & POLLERR) != 0;
+        out[k].err = (re & (POLLERR | POLLIN | POLLOUT | POLLHUP)) == POLLERR;
         k++;
     }
     return k;

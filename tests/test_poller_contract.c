@@ -197,17 +197,43 @@ static void t_error_wakes_both_directions(void)
     drain();
     NP_CHECK_OK(np__poller_arm(&regs[0], NP__POLL_READ | NP__POLL_WRITE));
     NP_CHECK_EQ(send(s, "x", 1, 0), 1);
-    bool err = false;
+    bool err = true;
     int both = NP__POLL_READ | NP__POLL_WRITE;
     int got = wait_for(&regs[0], both, 5 * NP_SECOND, &err);
     NP_CHECK_EQ(got, both);
-    NP_CHECK(err);
+    /* Error plus writability: not the "cannot poll" flag; the next syscall
+     * reports the precise error. */
+    NP_CHECK(!err);
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     NP_CHECK_SYS(getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &sl));
     NP_CHECK_EQ(soerr, ECONNREFUSED);
     NP_CHECK_OK(np__poller_close(&regs[0]));
     close(s);
+    teardown();
+}
+
+/* A full pipe whose reader is gone reports an error and nothing else: the
+ * err flag, and both directions woken. */
+static void t_error_alone_sets_err_flag(void)
+{
+    int p[2];
+    char buf[4096] = { 0 };
+    setup();
+    NP_CHECK_SYS(pipe2(p, O_NONBLOCK | O_CLOEXEC));
+    while (write(p[1], buf, sizeof buf) > 0) {
+    }
+    NP_CHECK_EQ(errno, EAGAIN);
+    open_reg(&regs[0], p[1], NP__POLL_WRITE);
+    drain();
+    NP_CHECK_OK(np__poller_arm(&regs[0], NP__POLL_READ | NP__POLL_WRITE));
+    close(p[0]);
+    bool err = false;
+    int both = NP__POLL_READ | NP__POLL_WRITE;
+    NP_CHECK_EQ(wait_for(&regs[0], both, 5 * NP_SECOND, &err), both);
+    NP_CHECK(err);
+    NP_CHECK_OK(np__poller_close(&regs[0]));
+    close(p[1]);
     teardown();
 }
 
@@ -642,6 +668,7 @@ NP_TEST_LIST(
     NP_CASE(t_read_and_write_in_one_event),
     NP_CASE(t_hangup_wakes_both_directions),
     NP_CASE(t_error_wakes_both_directions),
+    NP_CASE(t_error_alone_sets_err_flag),
     NP_CASE(t_delay_zero_does_not_block),
     NP_CASE(t_delay_positive_never_early),
     NP_CASE(t_submillisecond_delay_does_not_spin),
