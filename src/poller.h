@@ -79,6 +79,9 @@ int np__poller_arm(np__pollreg *reg, int mode);
  * (EINTR), so that the caller recomputes its delay. A descriptor with more
  * events than cap allows keeps the rest for the next call.
  *
+ * Every call returns with a resolve batch open (pollreg.h): the caller hands
+ * the events on, then calls np__pollreg_batch_end().
+ *
  * Wakes: a wake consumed by a blocking poll (delay != 0) is gone; a wake seen
  * by a non-blocking poll stays pending, so the next blocking poll returns at
  * once (Go issue 42515: a non-blocking poll must not swallow it). */

@@ -136,6 +136,7 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
     struct epoll_event evs[MAX_BATCH];
     np__assert(cap > 0);
     int n = wait_events(evs, cap < MAX_BATCH ? cap : MAX_BATCH, delay_ns);
+    np__pollreg_batch_begin(); /* before any resolve; the caller ends it */
     if (n < 0) {
         int err = errno;
         if (err == EINTR)

@@ -294,8 +294,10 @@ static bool take_wake(void)
 int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
 {
     np__assert(cap > 0);
-    if (delay_ns != 0 && take_wake())
+    if (delay_ns != 0 && take_wake()) {
+        np__pollreg_batch_begin();
         return 0;
+    }
     int64_t until = delay_ns > 0 ? np__add_sat(np_now(), delay_ns) : 0;
     for (;;) {
         int ms = 0;
@@ -303,8 +305,10 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
             ms = -1;
         } else if (delay_ns > 0) {
             int64_t left = until - np_now();
-            if (left <= 0)
+            if (left <= 0) {
+                np__pollreg_batch_begin();
                 return 0;
+            }
             int64_t m = left / NP_MILLISECOND + (left % NP_MILLISECOND != 0);
             ms = m > INT_MAX ? INT_MAX : (int)m;
         }
@@ -317,6 +321,7 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
         int n = poll(snap, (nfds_t)nsnap, ms);
         int err = errno;
 
+        np__pollreg_batch_begin(); /* before any resolve; the caller ends it */
         pthread_mutex_lock(&lock);
         polling = false;
         int k = 0;
@@ -338,6 +343,7 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
             return k;
         /* Only an internal wake-up (the set changed) or a stale event: poll
          * again for the rest of the delay. */
+        np__pollreg_batch_end();
     }
 }
 

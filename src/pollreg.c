@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #include "np_assert.h"
@@ -63,7 +64,24 @@ np__pollreg *np__pollreg_resolve(uint64_t tag)
     np__assert(chunk != NULL); /* a tag is only ever made from a registered reg */
     np__pollreg *reg = atomic_load_explicit(&(*chunk)[idx & (CHUNK_SIZE - 1)], memory_order_acquire);
     np__assert(reg != NULL);
-    if (atomic_load_explicit(&reg->seq, memory_order_acquire) != seq)
+    /* seq_cst: ordered against the batch_begin before it and the retire +
+     * quiesce of a closing thread (see np__pollreg_quiesce). */
+    if (atomic_load(&reg->seq) != seq)
         return NULL;
     return reg;
+}
+
+_Atomic uint64_t np__pollreg_epoch;
+
+/* Called after np__pollreg_retire. If the resolve of a batch read the old
+ * seq, it came before the retire, and the batch_begin before it; so this load
+ * sees that batch open (odd) or a later epoch, and we wait for it to move on.
+ * Batches are short (no blocking while one is open), so a yielding spin. */
+void np__pollreg_quiesce(void)
+{
+    uint64_t e = atomic_load(&np__pollreg_epoch);
+    if (!(e & 1))
+        return;
+    while (atomic_load(&np__pollreg_epoch) == e)
+        sched_yield();
 }

@@ -55,4 +55,31 @@ static inline void np__pollreg_retire(np__pollreg *reg)
     atomic_fetch_add_explicit(&reg->seq, 1, memory_order_release);
 }
 
+/* Resolve epochs.
+ *
+ * Resolving a tag and handing the registration on (readying its waiters) are
+ * two steps; a registration retired and reused between them would receive
+ * its previous owner's event. So a poller resolves a batch of tags inside an
+ * epoch: the backend opens it (np__pollreg_batch_begin, after the kernel
+ * wait returned and before the first resolve) and the caller of
+ * np__poller_poll closes it (np__pollreg_batch_end) once every event is
+ * handed on. Whoever retires a registration and wants to reuse it calls
+ * np__pollreg_quiesce, which returns once no batch that could have resolved
+ * the old tag is still open. Only one batch is open at a time (one thread
+ * polls at a time). */
+extern _Atomic uint64_t np__pollreg_epoch; /* odd while a batch is open */
+
+static inline void np__pollreg_batch_begin(void)
+{
+    uint64_t e = atomic_fetch_add(&np__pollreg_epoch, 1);
+    (void)e;
+}
+
+static inline void np__pollreg_batch_end(void)
+{
+    atomic_fetch_add(&np__pollreg_epoch, 1);
+}
+
+void np__pollreg_quiesce(void);
+
 #endif

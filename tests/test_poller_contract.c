@@ -22,6 +22,15 @@
 
 static np__pollreg regs[REGS]; /* static: registrations must be type-stable */
 
+/* One poll, closing the resolve batch the backend opened. */
+static int poll_(int64_t delay, np__pollev *ev, int cap)
+{
+    int n = np__poller_poll(delay, ev, cap);
+    NP_CHECK_EQ(atomic_load(&np__pollreg_epoch) & 1, 1);
+    np__pollreg_batch_end();
+    return n;
+}
+
 static void setup(void)
 {
     for (int i = 0; i < REGS; i++)
@@ -50,7 +59,7 @@ static void open_reg(np__pollreg *reg, int fd, int mode)
 static void drain(void)
 {
     np__pollev ev[CAP];
-    while (np__poller_poll(0, ev, CAP) > 0) {
+    while (poll_(0, ev, CAP) > 0) {
     }
 }
 
@@ -66,7 +75,7 @@ static int wait_for(np__pollreg *reg, int want, int64_t timeout, bool *err)
         int64_t left = until - np_now();
         if (left <= 0)
             break;
-        int n = np__poller_poll(left, ev, CAP);
+        int n = poll_(left, ev, CAP);
         NP_CHECK_GE(n, 0);
         for (int i = 0; i < n; i++) {
             NP_CHECK_NE(ev[i].mode, 0);
@@ -152,7 +161,7 @@ static void t_read_and_write_in_one_event(void)
     make_pair(sv);
     NP_CHECK_EQ(write(sv[1], "x", 1), 1);
     open_reg(&regs[0], sv[0], NP__POLL_READ | NP__POLL_WRITE);
-    int n = np__poller_poll(5 * NP_SECOND, ev, CAP);
+    int n = poll_(5 * NP_SECOND, ev, CAP);
     NP_CHECK_EQ(n, 1);
     NP_CHECK_PTR_EQ(ev[0].reg, &regs[0]);
     NP_CHECK_EQ(ev[0].mode, NP__POLL_READ | NP__POLL_WRITE);
@@ -243,7 +252,7 @@ static void t_delay_zero_does_not_block(void)
     setup();
     int64_t t0 = np_now();
     for (int i = 0; i < 100; i++)
-        NP_CHECK_EQ(np__poller_poll(0, ev, CAP), 0);
+        NP_CHECK_EQ(poll_(0, ev, CAP), 0);
     NP_CHECK_LT(np_now() - t0, 500 * NP_MILLISECOND);
     teardown();
 }
@@ -257,7 +266,7 @@ static void t_delay_positive_never_early(void)
     setup();
     for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
         int64_t t0 = np_now();
-        NP_CHECK_EQ(np__poller_poll(delays[i], ev, CAP), 0);
+        NP_CHECK_EQ(poll_(delays[i], ev, CAP), 0);
         int64_t dt = np_now() - t0;
         NP_CHECK_GE(dt, delays[i]);
         NP_CHECK_LT(dt, delays[i] + 500 * NP_MILLISECOND);
@@ -281,7 +290,7 @@ static void t_submillisecond_delay_does_not_spin(void)
     setup();
     int64_t c0 = thread_cpu_ns(), t0 = np_now();
     for (int i = 0; i < rounds; i++)
-        NP_CHECK_EQ(np__poller_poll(d, ev, CAP), 0);
+        NP_CHECK_EQ(poll_(d, ev, CAP), 0);
     int64_t wall = np_now() - t0, cpu = thread_cpu_ns() - c0;
     NP_CHECK_GE(wall, rounds * d);
     /* Spinning would burn CPU for the whole wait. */
@@ -301,7 +310,7 @@ static void *poll_once(void *arg)
 {
     poll_thread *p = arg;
     np__pollev ev[CAP];
-    p->n = np__poller_poll(p->delay, ev, CAP);
+    p->n = poll_(p->delay, ev, CAP);
     atomic_store(&p->returned_at, np_now());
     atomic_store(&p->returned, 1);
     return NULL;
@@ -336,10 +345,10 @@ static void t_wakes_coalesce(void)
     for (int i = 0; i < 10000; i++)
         np__poller_wake();
     int64_t t0 = np_now();
-    NP_CHECK_EQ(np__poller_poll(10 * NP_SECOND, ev, CAP), 0);
+    NP_CHECK_EQ(poll_(10 * NP_SECOND, ev, CAP), 0);
     NP_CHECK_LT(np_now() - t0, NP_SECOND);
     t0 = np_now();
-    NP_CHECK_EQ(np__poller_poll(20 * NP_MILLISECOND, ev, CAP), 0);
+    NP_CHECK_EQ(poll_(20 * NP_MILLISECOND, ev, CAP), 0);
     NP_CHECK_GE(np_now() - t0, 20 * NP_MILLISECOND);
     teardown();
 }
@@ -372,7 +381,7 @@ static void t_wake_storm_costs_few_returns(void)
     np__pollev ev[CAP];
     for (;;) {
         int64_t t0 = np_now();
-        NP_CHECK_EQ(np__poller_poll(20 * NP_MILLISECOND, ev, CAP), 0);
+        NP_CHECK_EQ(poll_(20 * NP_MILLISECOND, ev, CAP), 0);
         if (np_now() - t0 >= 20 * NP_MILLISECOND)
             break;
         returns++;
@@ -389,9 +398,9 @@ static void t_nonblocking_poll_keeps_wake(void)
     setup();
     np__poller_wake();
     for (int i = 0; i < 5; i++)
-        np__poller_poll(0, ev, CAP);
+        poll_(0, ev, CAP);
     int64_t t0 = np_now();
-    NP_CHECK_EQ(np__poller_poll(10 * NP_SECOND, ev, CAP), 0);
+    NP_CHECK_EQ(poll_(10 * NP_SECOND, ev, CAP), 0);
     NP_CHECK_LT(np_now() - t0, NP_SECOND);
     teardown();
 }
@@ -441,7 +450,7 @@ static void t_stale_registration_events_dropped(void)
     NP_CHECK_EQ(write(sv[1], "x", 1), 1); /* readable through `keep` */
     int64_t until = np_now() + 50 * NP_MILLISECOND;
     while (np_now() < until) {
-        int n = np__poller_poll(5 * NP_MILLISECOND, ev, CAP);
+        int n = poll_(5 * NP_MILLISECOND, ev, CAP);
         NP_CHECK_EQ(n, 0);
     }
     make_pair(sv2);
@@ -551,7 +560,7 @@ static void t_batch_larger_than_cap(void)
     int distinct = 0;
     int64_t until = np_now() + 5 * NP_SECOND;
     while (distinct < N && np_now() < until) {
-        int n = np__poller_poll(NP_SECOND, ev, 8);
+        int n = poll_(NP_SECOND, ev, 8);
         NP_CHECK_LE(n, 8);
         for (int i = 0; i < n; i++) {
             int idx = (int)(ev[i].reg - regs);
@@ -580,7 +589,7 @@ static void *cw_poller(void *arg)
     (void)arg;
     np__pollev ev[CAP];
     while (!atomic_load(&cw_stop)) {
-        int n = np__poller_poll(-1, ev, CAP);
+        int n = poll_(-1, ev, CAP);
         for (int i = 0; i < n; i++) {
             int idx = (int)(ev[i].reg - regs);
             NP_CHECK(idx >= 0 && idx < CW_THREADS);

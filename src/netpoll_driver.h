@@ -1,0 +1,28 @@
+/* The network poller driver: one round = run due timers, poll (blocking at
+ * most until the next timer), hand ready descriptors to their waiters.
+ *
+ * One thread polls at a time; a round started while another thread polls
+ * returns -EBUSY at once. A timer set earlier than the time the poller is
+ * blocked until wakes it (the timers' kick hook), so blocking "until the next
+ * timer" stays correct while timers change.
+ */
+#ifndef NP_NETPOLL_DRIVER_H
+#define NP_NETPOLL_DRIVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+int  np__netpoll_init(void);
+void np__netpoll_fini(void);
+
+/* One round. block: wait for an event, a wake or the next timer (capped at
+ * `until` if that is earlier; INT64_MAX for no cap); otherwise just look.
+ * Returns the number of events handed on, or -EBUSY. */
+int np__netpoll_round(bool block, int64_t until);
+
+/* A thread that runs rounds until stopped: descriptors and deadlines then
+ * work for plain threads (thread waiters), with no scheduler. */
+int  np__pollthread_start(void);
+void np__pollthread_stop(void);
+
+#endif

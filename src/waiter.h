@@ -1,0 +1,57 @@
+/* Waiters: what parks on a poll descriptor's semaphore or a timer.
+ *
+ * The poll descriptor layer knows one operation on other waiters, ready(w):
+ * "the thing you parked for happened (or was cancelled); run again". Parking
+ * is done by the waiter itself, through its own park(), which takes a commit
+ * callback. The commit decides, atomically with the semaphore, whether to
+ * really sleep; it runs once the waiter can safely be readied (for a thread:
+ * before it sleeps on its futex; for a task: after it has switched away, so
+ * that a ready on another thread cannot run it on two stacks at once).
+ *
+ * Kinds:
+ *   thread  a plain thread parked on a futex (waiter_thread.c)
+ *   task    a task parked in the scheduler (with the scheduler)
+ *
+ * A waiter's pointer value is at least 4-byte aligned, so it never collides
+ * with the semaphore's NIL/READY/WAIT values (0, 1, 2).
+ */
+#ifndef NP_WAITER_H
+#define NP_WAITER_H
+
+#include <stdbool.h>
+
+typedef struct np__waiter np__waiter;
+
+/* Runs once the waiter is safely parkable; returns false to abandon the park
+ * (the waiter then returns from park at once). */
+typedef bool (*np__commit_fn)(np__waiter *self, void *arg);
+
+typedef struct np__waiter_ops {
+    void (*ready)(np__waiter *w);
+    void (*park)(np__waiter *w, np__commit_fn commit, void *arg);
+} np__waiter_ops;
+
+struct np__waiter {
+    const np__waiter_ops *ops;
+};
+
+/* The waiter for the code running now: the current task's, or else the
+ * calling thread's own. Not inlined: tasks migrate between threads, and a
+ * cached thread-local address would name the wrong thread's waiter. */
+np__waiter *np__waiter_current(void);
+
+static inline void np__waiter_ready(np__waiter *w)
+{
+    w->ops->ready(w);
+}
+
+static inline void np__waiter_park(np__waiter *w, np__commit_fn commit, void *arg)
+{
+    w->ops->park(w, commit, arg);
+}
+
+/* Thread waiters: statistics for tests. Parks that committed and readies
+ * received by the calling thread's waiter since it was created. */
+void np__thread_waiter_counts(unsigned long *parks, unsigned long *readies);
+
+#endif
