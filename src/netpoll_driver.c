@@ -55,9 +55,12 @@ int np__netpoll_round(bool block, int64_t until)
     if (pthread_mutex_trylock(&poll_lock) != 0)
         return -EBUSY;
     int64_t now = np_now();
-    int64_t next = np__timers_run(now);
+    int fired = 0;
+    int64_t next = np__timers_run(now, &fired);
     int64_t delay = 0;
-    if (block) {
+    /* A timer that fired may have made a waiter runnable on this very
+     * thread: then look for events, but do not sleep on them. */
+    if (block && fired == 0) {
         if (next < until)
             until = next;
         atomic_store(&poll_until, until);
@@ -75,7 +78,7 @@ int np__netpoll_round(bool block, int64_t until)
     np__pollreg_batch_end();
     pthread_mutex_unlock(&poll_lock);
     if (delay != 0)
-        np__timers_run(np_now()); /* what came due while we were blocked */
+        np__timers_run(np_now(), NULL); /* what came due while we were blocked */
     return n;
 }
 

@@ -17,7 +17,9 @@ void np__netpoll_fini(void);
 
 /* One round. block: wait for an event, a wake or the next timer (capped at
  * `until` if that is earlier; INT64_MAX for no cap); otherwise just look.
- * Returns the number of events handed on, or -EBUSY. */
+ * A round whose timers fired does not block (a callback may have made work
+ * for this very thread). Returns the number of events handed on, or
+ * -EBUSY. */
 int np__netpoll_round(bool block, int64_t until);
 
 /* A thread that runs rounds until stopped: descriptors and deadlines then

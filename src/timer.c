@@ -200,7 +200,7 @@ bool np__timer_stop(np__timer *t)
     return pending;
 }
 
-static int64_t run_shard(shard *s, int64_t now)
+static int64_t run_shard(shard *s, int64_t now, int *fired)
 {
     if (atomic_load_explicit(&s->next, memory_order_relaxed) > now)
         return atomic_load_explicit(&s->next, memory_order_relaxed);
@@ -224,6 +224,7 @@ static int64_t run_shard(shard *s, int64_t now)
         publish_next(s);
         pthread_mutex_unlock(&s->lock);
         fn(arg, seq); /* no lock held: it may take the descriptor's */
+        (*fired)++;
         pthread_mutex_lock(&s->lock);
     }
     publish_next(s);
@@ -232,15 +233,18 @@ static int64_t run_shard(shard *s, int64_t now)
     return next;
 }
 
-int64_t np__timers_run(int64_t now)
+int64_t np__timers_run(int64_t now, int *fired)
 {
     pthread_once(&once, create_shards);
     int64_t next = INT64_MAX;
+    int count = 0;
     for (uint32_t i = 0; i < nshards; i++) {
-        int64_t n = run_shard(&shards[i], now);
+        int64_t n = run_shard(&shards[i], now, &count);
         if (n < next)
             next = n;
     }
+    if (fired)
+        *fired = count;
     return next;
 }
 

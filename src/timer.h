@@ -60,9 +60,10 @@ void np__timer_set(np__timer *t, int64_t when, np__timer_fn fn, void *arg, uintp
 bool np__timer_stop(np__timer *t);
 
 /* Runs the callbacks of every timer due at `now`, and returns the earliest
- * time any pending timer may come due (INT64_MAX if none). Any thread; shards
- * are processed under their own locks. */
-int64_t np__timers_run(int64_t now);
+ * time any pending timer may come due (INT64_MAX if none). If fired is not
+ * NULL it gets the number of callbacks run. Any thread; shards are processed
+ * under their own locks. */
+int64_t np__timers_run(int64_t now, int *fired);
 
 /* The earliest time any pending timer may come due, without running any:
  * lock-free, a lower bound (never later than the real next deadline). */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "np_assert.h"
+#include "scheduler.h"
 #include "waiter.h"
 
 typedef struct thread_waiter {
@@ -65,7 +66,12 @@ static void tw_park(np__waiter *w, np__commit_fn commit, void *arg)
 
 __attribute__((noinline)) np__waiter *np__waiter_current(void)
 {
-    return &self.base;
+    np__task *t = np__sched_current_task();
+    if (t)
+        return &t->waiter;
+    np__waiter *w = &self.base;
+    __asm__ volatile("" : "+r"(w)); /* not to be reused across a switch */
+    return w;
 }
 
 void np__thread_waiter_counts(unsigned long *parks, unsigned long *readies)

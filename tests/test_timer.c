@@ -1,4 +1,4 @@
-/* Timers (src/timer.h). Most cases drive time by hand: np__timers_run(now)
+/* Timers (src/timer.h). Most cases drive time by hand: np__timers_run(now, NULL)
  * takes the clock as an argument, so "now" here is any number we like. */
 #include <malloc.h>
 #include <pthread.h>
@@ -35,7 +35,7 @@ static void on_fire(void *arg, uintptr_t seq)
 static int64_t run(int64_t now)
 {
     run_now = now;
-    return np__timers_run(now);
+    return np__timers_run(now, NULL);
 }
 
 static void t_fires_once_in_time_order(void)
@@ -283,7 +283,7 @@ static void *ct_runner(void *arg)
 {
     (void)arg;
     while (!atomic_load(&ct_stop))
-        np__timers_run(np_now());
+        np__timers_run(np_now(), NULL);
     return NULL;
 }
 
@@ -304,7 +304,7 @@ static void t_concurrent_set_and_run(void)
     }
     atomic_store(&ct_stop, 1);
     NP_CHECK_OK(pthread_join(runner, NULL));
-    np__timers_run(np_now());
+    np__timers_run(np_now(), NULL);
     int early = atomic_load(&ct_early);
     long fired = atomic_load(&ct_fired);
     printf("  %ld timers fired, %d early\n", fired, early);

@@ -1,0 +1,44 @@
+/* Execution contexts: the register state of a suspended task.
+ *
+ * Three implementations, chosen at build time (NP_CONTEXT=asm|ucontext):
+ *   ctx_x86_64.S + ctx_asm.c   System V x86-64: rbx rbp r12-r15, MXCSR, x87 CW
+ *   ctx_aarch64.S + ctx_asm.c  AAPCS64: x19-x28, fp, lr, d8-d15, FPCR
+ *   ctx_ucontext.c             makecontext/swapcontext, any POSIX target
+ *
+ * A suspended asm context is just its stack pointer; everything else is on
+ * its stack:
+ *
+ *   x86-64, at ctx->sp (low to high):         aarch64, at ctx->sp:
+ *     +0   MXCSR (4) | x87 control word (2)      +0   x19 x20 ... x28 (80)
+ *     +8   r15 r14 r13 r12 rbx rbp (48)          +80  x29 (fp) x30 (lr)
+ *     +56  return address                        +96  d8 ... d15 (64)
+ *                                                +160 FPCR, pad (16)
+ */
+#ifndef NP_CONTEXT_H
+#define NP_CONTEXT_H
+
+#include <stddef.h>
+
+#if defined(NP_CONTEXT_UCONTEXT)
+#include <ucontext.h>
+typedef struct np__ctx {
+    ucontext_t uc;
+} np__ctx;
+#else
+typedef struct np__ctx {
+    void *sp;
+} np__ctx;
+#endif
+
+/* Prepares ctx to run fn(arg) on the stack [lo, lo + size) when first
+ * switched to. fn must never return. */
+void np__ctx_make(np__ctx *ctx, void *lo, size_t size, void (*fn)(void *), void *arg);
+
+/* Saves the running context into from and resumes to. Returns when
+ * something switches back to from. */
+void np__ctx_switch(np__ctx *from, np__ctx *to);
+
+/* "asm-x86_64", "asm-aarch64" or "ucontext". */
+const char *np__ctx_kind(void);
+
+#endif

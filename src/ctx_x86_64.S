@@ -1,0 +1,49 @@
+/* Context switch, System V x86-64. See context.h for the frame layout.
+ * void np__ctx_switch(np__ctx *from, np__ctx *to): rdi = from, rsi = to.
+ * Only callee-saved state is saved: the caller of np__ctx_switch has already
+ * spilled everything else, as for any call. */
+    .text
+    .globl np__ctx_switch
+    .hidden np__ctx_switch
+    .type np__ctx_switch, @function
+np__ctx_switch:
+    .cfi_startproc
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq (%rsi), %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .cfi_endproc
+    .size np__ctx_switch, .-np__ctx_switch
+
+/* First frame of a new context: np__ctx_make put fn in r12 and arg in r13,
+ * and left rsp 16-byte aligned here, so the call below is ABI-aligned. */
+    .globl np__ctx_trampoline
+    .hidden np__ctx_trampoline
+    .type np__ctx_trampoline, @function
+np__ctx_trampoline:
+    .cfi_startproc
+    .cfi_undefined rip      /* outermost frame: unwinders stop here */
+    movq %r13, %rdi
+    callq *%r12
+    ud2                     /* fn must not return */
+    .cfi_endproc
+    .size np__ctx_trampoline, .-np__ctx_trampoline
+
+    .section .note.GNU-stack,"",@progbits
