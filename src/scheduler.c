@@ -177,6 +177,16 @@ void np__sched_get_stats(np__sched_stats *o)
     o->started = (long)atomic_load(&S.started);
 }
 
+/* A spin-wait hint for the CPU. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
 static void futex_wait(_Atomic uint32_t *word, uint32_t val)
 {
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
@@ -574,7 +584,11 @@ static np__task *pick_local(worker *w)
 {
     if (++w->schedtick % SCHED_TICK == 0 || atomic_load_explicit(&w->has_inbox, memory_order_relaxed))
         return NULL;
-    np__task *t = atomic_exchange(&w->runnext, NULL);
+    /* A plain load first: the exchange is a locked instruction, and
+     * runnext is empty on most picks (yields, spawns). */
+    np__task *t = atomic_load_explicit(&w->runnext, memory_order_relaxed)
+                      ? atomic_exchange(&w->runnext, NULL)
+                      : NULL;
     if (!t)
         t = np__runq_get(&w->runq);
     while (t && !ensure_stack(w, t))
@@ -669,8 +683,14 @@ static np__task *steal(worker *w)
                 atomic_fetch_add(&S.steals, 1);
                 return np__runq_get(&w->runq);
             }
-            /* Last resort: the task the victim was about to run next. */
-            if (attempt == 3) {
+            /* Last resort: the task the victim was about to run next. Give
+             * the victim a moment first: typically its running task readied
+             * this one and is about to park, and then it should run here,
+             * not bounce to another CPU (Go waits 3 us likewise). */
+            if (attempt == 3 && atomic_load_explicit(&v->runnext, memory_order_relaxed)) {
+                int64_t until = np_now() + 2 * NP_MICROSECOND;
+                while (atomic_load_explicit(&v->runnext, memory_order_relaxed) && np_now() < until)
+                    cpu_relax();
                 np__task *t = atomic_exchange(&v->runnext, NULL);
                 if (t) {
                     atomic_fetch_add(&S.steals, 1);

@@ -1,7 +1,10 @@
 # Fails unless every dynamic symbol the shared library defines starts with np_.
-execute_process(COMMAND nm -D --defined-only ${LIB} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(NOT NM)
+    set(NM nm)
+endif()
+execute_process(COMMAND ${NM} -D --defined-only ${LIB} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "nm failed on ${LIB}")
+    message(FATAL_ERROR "${NM} failed on ${LIB}")
 endif()
 string(REPLACE "\n" ";" lines "${out}")
 set(bad "")
