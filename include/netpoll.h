@@ -81,6 +81,90 @@ NP_API void np_yield(void);
 NP_API int np_sleep(int64_t ns);
 NP_API int np_sleep_until(int64_t deadline);
 
+/* Net ----------------------------------------------------------------------
+ *
+ * Handles are small values, like file descriptors but safe: after close, or
+ * if never valid, every call on them returns -EBADF, never undefined
+ * behaviour, even when the handle's slot has been reused by a newer
+ * connection. id 0 is never issued.
+ *
+ * Which thread may call what: np_close, np_close_write, np_listener_close,
+ * the deadline setters, the address calls and np_conn_fd work from any
+ * thread. Calls that block (np_read, np_write, np_wait_readable, np_accept,
+ * np_dial) must run in a task; from a plain thread they return -EPERM.
+ *
+ * Concurrent np_read calls on one connection are serialised (one at a time,
+ * in no promised order), and so are np_write calls; a read and a write may
+ * run at the same time from two tasks.
+ */
+typedef struct np_conn     { uint64_t id; } np_conn;
+typedef struct np_listener { uint64_t id; } np_listener;
+
+/* network: "tcp", "tcp4", "tcp6" or "unix". address: "host:port"
+ * ("[::1]:80" for IPv6; empty host = all interfaces; port 0 = any free port),
+ * or a path for "unix" (a leading '@' names a Linux abstract socket).
+ * Hostnames resolve, off the worker threads. Listeners set SO_REUSEADDR.
+ * Errors: -EINVAL (bad network/address), -EADDRINUSE, -EACCES,
+ * -EAFNOSUPPORT, -EMFILE, ... */
+NP_API int np_listen(np_listener *out, const char *network, const char *address);
+
+/* As np_listen, with SO_REUSEPORT when reuse_port is non-zero (several
+ * listeners, in this or other processes, sharing one port). */
+NP_API int np_listen_reuseport(np_listener *out, const char *network, const char *address,
+                               int reuse_port);
+
+/* The bound address, e.g. "127.0.0.1:41234"; 0 or -ENOSPC if len is short. */
+NP_API int np_listener_addr(np_listener l, char *buf, size_t len);
+
+/* Accepts a connection (blocks the task). -ETIMEDOUT past the deadline,
+ * -ECANCELED if the listener is closed meanwhile, -EMFILE / -ENFILE when out
+ * of descriptors (the listener stays usable; retrying at once just returns
+ * the error again, so back off). New connections have TCP_NODELAY set. */
+NP_API int np_accept(np_listener l, np_conn *out);
+
+/* Deadline for np_accept, as for connections. */
+NP_API int np_listener_set_deadline(np_listener l, int64_t deadline);
+
+/* Wakes a blocked accept (-ECANCELED); later calls get -EBADF; a Unix
+ * socket's file is removed. */
+NP_API int np_listener_close(np_listener l);
+
+/* Connects (blocks the task) until connected or `deadline` (absolute; 0 =
+ * none). -EINVAL, -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, ... TCP_NODELAY
+ * is set on TCP connections. */
+NP_API int np_dial(np_conn *out, const char *network, const char *address, int64_t deadline);
+
+/* Read returns bytes read (>0), 0 at end of stream (and again on every
+ * later read), or a negative error (-ETIMEDOUT, -ECANCELED if closed by
+ * another task meanwhile, -EBADF, -ECONNRESET, ...). len 0 returns 0.
+ * Write writes all len bytes and returns len; it returns a shorter count
+ * only when a deadline, a close or an error stopped it after some bytes
+ * went out; the next call then reports why. Writes never raise SIGPIPE: a
+ * peer that is gone gives -EPIPE or -ECONNRESET. */
+NP_API ssize_t np_read(np_conn c, void *buf, size_t len);
+NP_API ssize_t np_write(np_conn c, const void *buf, size_t len);
+
+/* Blocks until a read would not block (data, end of stream or an error is
+ * waiting), honouring the read deadline; 0 or a negative error. Lets an idle
+ * connection wait without holding a buffer. */
+NP_API int np_wait_readable(np_conn c);
+
+/* Deadlines apply to calls already blocked as well as to later ones. A
+ * deadline at or before now makes pending and future calls fail with
+ * -ETIMEDOUT until it is moved; 0 clears it. */
+NP_API int np_set_deadline(np_conn c, int64_t deadline); /* read and write */
+NP_API int np_set_read_deadline(np_conn c, int64_t deadline);
+NP_API int np_set_write_deadline(np_conn c, int64_t deadline);
+
+/* Close releases the handle. Calls blocked on it in other tasks return
+ * -ECANCELED; every later call on the handle returns -EBADF; the fd itself
+ * is closed once no call is inside a syscall on it. Closing twice: -EBADF. */
+NP_API int np_close(np_conn c);
+NP_API int np_close_write(np_conn c); /* shutdown(SHUT_WR): the peer reads EOF */
+NP_API int np_local_addr(np_conn c, char *buf, size_t len);
+NP_API int np_remote_addr(np_conn c, char *buf, size_t len);
+NP_API int np_conn_fd(np_conn c); /* for setsockopt; do not close it */
+
 /* Name of the poller backend this library was built with: "epoll",
  * "epoll_pipe" (epoll woken through a pipe instead of an eventfd) or "poll".
  * Chosen at build time with -DNP_POLLER=epoll|poll (and -DNP_WAKE=pipe). */

@@ -1,0 +1,28 @@
+/* Network addresses: parsing "host:port" / "[v6]:port" / Unix paths,
+ * resolving host names off the worker threads, and formatting. */
+#ifndef NP_ADDR_H
+#define NP_ADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define NP__MAX_ADDRS 8
+
+typedef struct np__addrs {
+    int n;
+    struct sockaddr_storage sa[NP__MAX_ADDRS];
+    socklen_t len[NP__MAX_ADDRS];
+} np__addrs;
+
+/* network: "tcp", "tcp4", "tcp6" or "unix". For listening (passive), an
+ * empty host means every interface. Host names are looked up on a helper
+ * thread while the calling task is parked. 0 or -EINVAL, -EAFNOSUPPORT,
+ * -ENOENT (no such host), -ENOMEM. */
+int np__resolve(const char *network, const char *address, bool passive, np__addrs *out);
+
+/* Formats an address as "1.2.3.4:80", "[::1]:80" or the Unix path.
+ * 0 or -ENOSPC. */
+int np__format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap);
+
+#endif
