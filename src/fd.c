@@ -46,11 +46,24 @@ static bool decref_is_last(np__fd *fd)
     }
 }
 
+/* The state bits and semaphore of one direction's lock. */
+typedef struct direction {
+    uint64_t bit;  /* RLOCK or WLOCK */
+    uint64_t wait; /* one waiter: RWAIT or WWAIT */
+    uint64_t mask; /* all waiters: RWAIT_MASK or WWAIT_MASK */
+    np__sema *sema;
+} direction;
+
+static direction direction_of(np__fd *fd, bool read)
+{
+    return read ? (direction){ RLOCK, RWAIT, RWAIT_MASK, &fd->rsema }
+                : (direction){ WLOCK, WWAIT, WWAIT_MASK, &fd->wsema };
+}
+
 bool np__fd_lock(np__fd *fd, bool read)
 {
-    uint64_t bit = read ? RLOCK : WLOCK, wait = read ? RWAIT : WWAIT;
-    uint64_t mask = read ? RWAIT_MASK : WWAIT_MASK;
-    np__sema *sema = read ? &fd->rsema : &fd->wsema;
+    direction d = direction_of(fd, read);
+    uint64_t bit = d.bit, wait = d.wait, mask = d.mask;
     uint64_t old = atomic_load(&fd->state);
     for (;;) {
         if (old & CLOSED)
@@ -71,7 +84,7 @@ bool np__fd_lock(np__fd *fd, bool read)
             return true;
         /* The holder hands over by clearing the bit and releasing one
          * waiter; close releases all of them. Then try again. */
-        np__sema_acquire(sema);
+        np__sema_acquire(d.sema);
         old = atomic_load(&fd->state);
     }
 }
@@ -80,9 +93,8 @@ static void destroy(np__fd *fd);
 
 void np__fd_unlock(np__fd *fd, bool read)
 {
-    uint64_t bit = read ? RLOCK : WLOCK, wait = read ? RWAIT : WWAIT;
-    uint64_t mask = read ? RWAIT_MASK : WWAIT_MASK;
-    np__sema *sema = read ? &fd->rsema : &fd->wsema;
+    direction d = direction_of(fd, read);
+    uint64_t bit = d.bit, wait = d.wait, mask = d.mask;
     uint64_t old = atomic_load(&fd->state);
     for (;;) {
         if (!(old & bit) || (old & REF_MASK) == 0)
@@ -93,7 +105,7 @@ void np__fd_unlock(np__fd *fd, bool read)
         if (!atomic_compare_exchange_weak(&fd->state, &old, next))
             continue;
         if (old & mask)
-            np__sema_release(sema);
+            np__sema_release(d.sema);
         if ((next & (REF_MASK | CLOSED)) == CLOSED)
             destroy(fd);
         return;
