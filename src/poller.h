@@ -9,6 +9,9 @@
  *                   Woken through wakefd_eventfd.c or wakefd_pipe.c.
  *   poller_poll.c   poll(2), level-triggered and armed per wait (one-shot),
  *                   as Go does on AIX and Solaris. Any POSIX system.
+ *   poller_kqueue.c macOS and the BSDs (and Linux with libkqueue), EV_CLEAR,
+ *                   registered once. Woken through kqwake_user.c
+ *                   (EVFILT_USER) or kqwake_pipe.c (OpenBSD, NetBSD < 10).
  *
  * The poller is a process-wide singleton, like Go's.
  *
@@ -41,7 +44,10 @@ typedef struct np__pollev {
                        * descriptor cannot usefully be waited on any more. An
                        * error that comes with readiness or hang-up (a reset
                        * socket, an ICMP error on UDP) leaves err false: the
-                       * next syscall reports it more precisely. As in Go. */
+                       * next syscall reports it more precisely. As in Go.
+                       * kqueue only has EV_ERROR (a failed registration) to
+                       * report: its reader-less pipe looks like a half-closed
+                       * socket (EV_EOF), which must stay readable. */
 } np__pollev;
 
 /* Creates the poller and its wake-up mechanism. 0 or -errno. */

@@ -228,6 +228,12 @@ static void t_error_alone_sets_err_flag(void)
 {
     int p[2];
     char buf[4096] = { 0 };
+    /* kqueue reports a reader-less pipe as EV_EOF on the write filter, the
+     * same as a half-closed socket: it has no "error and nothing else"
+     * (only EV_ERROR, for a failed registration), so err cannot be set
+     * here without breaking reads on half-closed sockets. See poller.h. */
+    if (strncmp(NP_EXPECT_POLLER, "kqueue", 6) == 0)
+        NP_SKIP("kqueue has no error-only report");
     setup();
     NP_CHECK_SYS(pipe2(p, O_NONBLOCK | O_CLOEXEC));
     while (write(p[1], buf, sizeof buf) > 0) {

@@ -372,7 +372,7 @@ static _Atomic int seen_worker[8];
 static void busy(void *arg)
 {
     (void)arg;
-    int64_t until = np_now() + 200 * NP_MICROSECOND;
+    int64_t until = np_now() + 500 * NP_MICROSECOND;
     while (np_now() < until) {
     }
     atomic_store(&seen_worker[np__sched_worker_id()], 1);
@@ -381,8 +381,10 @@ static void busy(void *arg)
 static void imbalance_main(void *arg)
 {
     (void)arg;
-    /* All spawned onto this worker's queue. */
-    for (int i = 0; i < 400; i++)
+    /* All spawned onto this worker's local queue (200 < its 256 slots, so
+     * none spills to the global queue): the other worker can only get work
+     * by stealing. */
+    for (int i = 0; i < 200; i++)
         NP_CHECK_OK(np_go(busy, NULL));
 }
 
