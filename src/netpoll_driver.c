@@ -54,9 +54,8 @@ int np__netpoll_round(bool block, int64_t until)
 {
     if (pthread_mutex_trylock(&poll_lock) != 0)
         return -EBUSY;
-    int64_t now = np_now();
     int fired = 0;
-    int64_t next = np__timers_run(now, &fired);
+    int64_t next = np__timers_run_due(&fired);
     int64_t delay = 0;
     /* A timer that fired may have made a waiter runnable on this very
      * thread: then look for events, but do not sleep on them. */
@@ -67,8 +66,12 @@ int np__netpoll_round(bool block, int64_t until)
         int64_t again = np__timers_next(); /* see the comment at the top */
         if (again < until)
             until = again;
-        now = np_now();
-        delay = until == INT64_MAX ? -1 : (until > now ? until - now : 0);
+        if (until == INT64_MAX) {
+            delay = -1;
+        } else {
+            int64_t now = np_now();
+            delay = until > now ? until - now : 0;
+        }
     }
     np__pollev ev[BATCH];
     int n = np__poller_poll(delay, ev, BATCH);
@@ -78,7 +81,7 @@ int np__netpoll_round(bool block, int64_t until)
     np__pollreg_batch_end();
     pthread_mutex_unlock(&poll_lock);
     if (delay != 0)
-        np__timers_run(np_now(), NULL); /* what came due while we were blocked */
+        np__timers_run_due(NULL); /* what came due while we were blocked */
     return n;
 }
 

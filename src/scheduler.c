@@ -667,7 +667,7 @@ static void poll_network(void)
     if (!timers_or_waiters())
         return;
     if (np__netpoll_round(false, 0) == -EBUSY)
-        np__timers_run(np_now(), NULL); /* another worker polls; timers are ours too */
+        np__timers_run_due(NULL); /* another worker polls; timers are ours too */
 }
 
 static np__task *steal(worker *w)
@@ -808,8 +808,7 @@ static np__task *find_runnable(worker *w)
             return found(w, t);
         /* Due timers first, whatever else is queued (as Go's checkTimers):
          * a busy worker must not make sleepers and deadlines late. */
-        if (np__timers_next() <= np_now())
-            np__timers_run(np_now(), NULL);
+        np__timers_run_due(NULL);
         if (w->schedtick % SCHED_TICK == 0) {
             /* Fairness: the network and the global queue before the local
              * queue, and the runq before runnext. */

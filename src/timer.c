@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "netpoll.h"
 #include "np_assert.h"
 #include "timer.h"
 
@@ -246,6 +247,15 @@ int64_t np__timers_run(int64_t now, int *fired)
     if (fired)
         *fired = count;
     return next;
+}
+
+int64_t np__timers_run_due(int *fired)
+{
+    if (fired)
+        *fired = 0;
+    if (np__timers_next() == INT64_MAX)
+        return INT64_MAX;
+    return np__timers_run(np_now(), fired);
 }
 
 int64_t np__timers_next(void)
