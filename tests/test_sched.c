@@ -146,6 +146,11 @@ static void pp_main(void *arg)
 static void t_ping_pong_across_workers(void)
 {
     static pingpong p = { .rounds = 2000 };
+#ifdef NP_VALGRIND
+    if (RUNNING_ON_VALGRIND) /* one thread at a time: each round waits for
+                              * valgrind to schedule the sleeping worker */
+        p.rounds = 10;
+#endif
     np_config c = cfg_workers(2);
     int64_t t0 = np_now();
     NP_CHECK_OK(np_run(&c, pp_main, &p));
