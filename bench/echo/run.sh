@@ -139,11 +139,12 @@ server_cmd() { # name -> command line, in the array cmd
 run_one() { # server conns rep
     local name=$1 conns=$2 rep=$3 addr="" _
     server_cmd "$name"
+    rm -f "$tmp/srv.out" "$tmp/result" # not the previous server's address
     # GOMAXPROCS only matters to the Go server; taskset execs, so $! is the server.
     GOMAXPROCS=1 taskset -c "$SERVER_CPU" "${cmd[@]}" >"$tmp/srv.out" 2>"$tmp/srv.err" &
     srv_pid=$!
     for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$tmp/srv.out")
+        addr=$(sed -n 's/^listening on //p' "$tmp/srv.out" 2>/dev/null)
         [ -n "$addr" ] && break
         kill -0 "$srv_pid" 2>/dev/null || break
         sleep 0.05
