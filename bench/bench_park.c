@@ -27,6 +27,8 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+
+#include "cpu_pin.h"
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,37 +71,6 @@ static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static int nth_cpu(int idx)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return -1;
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &set) && idx-- == 0)
-            return c;
-    return -1;
-}
-
-static int allowed_cpus(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return 1;
-    return CPU_COUNT(&set);
-}
-
-static void pin_self(int cpu)
-{
-    if (cpu < 0)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-    if (rc != 0)
-        die("pthread_setaffinity_np", rc);
 }
 
 /* ---- variants: post(side) wakes that side, wait(side) sleeps until posted --- */
@@ -234,7 +205,9 @@ typedef struct player {
 static void *player_main(void *arg)
 {
     player *p = arg;
-    pin_self(p->cpu);
+    int prc = pin_self(p->cpu);
+    if (prc != 0)
+        die("pthread_setaffinity_np", prc);
     unsigned long parks0, parks1, readies;
     np__thread_waiter_counts(&parks0, &readies);
     const variant *v = p->v;
