@@ -109,8 +109,12 @@ typedef struct pair {
     np_conn a, b;          /* a dialed, b accepted */
     const char *net;       /* "tcp" or "unix" */
     char addr[108];
-    uint64_t sent, rcvd;   /* a -> b stream (pat), bytes written / verified */
-    int r_pending;         /* bytes b -> a not yet read */
+    /* sent and r_pending change in a runner task on one worker and are read
+     * by the controlling task on another, ordered only through the socket,
+     * which TSan cannot see: atomic. */
+    _Atomic uint64_t sent; /* a -> b stream (pat): bytes written */
+    uint64_t rcvd;         /* of those, bytes read and verified */
+    _Atomic int r_pending; /* bytes b -> a not yet read */
     /* Connections to l dialed by the controlling task, and accepted from l
      * by do_op (possibly in a runner task at the same time): kept apart. */
     np_conn dialed[MAX_EXTRA], accepted[MAX_EXTRA];
