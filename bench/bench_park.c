@@ -159,7 +159,7 @@ static void waiter_wait(int side)
     uintptr_t v = SEM_READY;
     if (atomic_compare_exchange_strong(s, &v, SEM_NIL))
         return;
-    np__waiter_park(np__waiter_current(), commit_park, (void *)s);
+    np__waiter_park(np__waiter_current(), commit_park, (void *)s, 0);
     /* Woken (the poster took the waiter out: NIL) or the commit found READY:
      * consume it. */
     v = SEM_READY;

@@ -149,6 +149,8 @@ echo_server_cmd() {
         netpoll) cmd=("$exbin/echo_server" -w 1 127.0.0.1:0) ;;
         netpoll-buf) cmd=("$npbin/np_idle_echo" -m buf -w 1 127.0.0.1:0) ;;
         netpoll-wait) cmd=("$npbin/np_idle_echo" -m wait -w 1 127.0.0.1:0) ;;
+        netpoll-buf-idle) cmd=("$npbin/np_idle_echo" -m buf -i 100 -w 1 127.0.0.1:0) ;;
+        netpoll-wait-idle) cmd=("$npbin/np_idle_echo" -m wait -i 100 -w 1 127.0.0.1:0) ;;
         netpoll-nodl) cmd=("$npbin/np_echo_deadline" -w 1 127.0.0.1:0) ;;
         netpoll-dl) cmd=("$npbin/np_echo_deadline" -d -w 1 127.0.0.1:0) ;;
         go) cmd=("$peers/go_echo" 127.0.0.1:0) ;;

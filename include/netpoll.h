@@ -55,6 +55,17 @@ typedef struct np_config {
                         * committed only when touched; below each stack is a
                         * guard page, and overflowing into it aborts with a
                         * message naming the cause. */
+    int64_t idle_stack_ns; /* 0 = off (the default). If > 0, a task blocked
+                        * this long (to 1.5 times this) in network I/O or
+                        * np_sleep gives its stack's memory back: the used
+                        * part is copied to the heap and copied back, to the
+                        * same addresses, when it runs again. For servers
+                        * with many idle connections: a task blocked in
+                        * np_wait_readable then costs a few hundred bytes,
+                        * not a page. Only enable it if no task is ever
+                        * handed a pointer into another task's stack while
+                        * that task is blocked (a stack's contents are
+                        * elsewhere meanwhile). Negative: -EINVAL. */
 } np_config;
 
 /* Starts the runtime (cfg may be NULL for defaults), runs main_task(arg) as a

@@ -38,6 +38,11 @@ void np__ctx_make(np__ctx *ctx, void *lo, size_t size, void (*fn)(void *), void 
  * something switches back to from. */
 void np__ctx_switch(np__ctx *from, np__ctx *to);
 
+/* The stack pointer of a suspended context: everything the context still
+ * needs on its stack lies at or above it (less the x86-64 red zone, which the
+ * caller allows for). NULL where it cannot be told. */
+void *np__ctx_sp(const np__ctx *ctx);
+
 /* "asm-x86_64", "asm-aarch64" or "ucontext". */
 const char *np__ctx_kind(void);
 

@@ -7,6 +7,11 @@
 
 void np__ctx_trampoline(void);
 
+void *np__ctx_sp(const np__ctx *ctx)
+{
+    return ctx->sp;
+}
+
 #if defined(__x86_64__)
 
 void np__ctx_make(np__ctx *ctx, void *lo, size_t size, void (*fn)(void *), void *arg)

@@ -32,6 +32,18 @@ void np__ctx_switch(np__ctx *from, np__ctx *to)
         NP__PANIC("swapcontext failed");
 }
 
+void *np__ctx_sp(const np__ctx *ctx)
+{
+#if defined(__x86_64__)
+    return (void *)ctx->uc.uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (void *)ctx->uc.uc_mcontext.sp;
+#else
+    (void)ctx;
+    return NULL;
+#endif
+}
+
 const char *np__ctx_kind(void)
 {
     return "ucontext";

@@ -140,7 +140,7 @@ static bool block(np__pd *pd, int mode)
     /* WAIT is visible now; a close or deadline published before this point
      * is seen here, one published after will find WAIT or the waiter. */
     if (check_err(pd, mode) == 0)
-        np__waiter_park(np__waiter_current(), commit_park, (void *)gp);
+        np__waiter_park(np__waiter_current(), commit_park, (void *)gp, NP__PARK_STACK_FREE);
     uintptr_t old = atomic_exchange(gp, PD_NIL);
     if (old > PD_WAIT)
         NP__PANIC("pd %p: waiter still in the semaphore after wake-up", (void *)pd);

@@ -4,7 +4,9 @@
  * Workers. Each worker is a thread with its own scheduler context (the
  * thread's stack), a local run queue (runq.h) and a `runnext` slot: a task
  * made runnable by the running task goes there and runs next, inheriting the
- * CPU's warm cache (ping-pong). A global queue takes tasks from threads that
+ * CPU's warm cache (ping-pong). Tasks readied by a network poll go to the
+ * runq's tail instead, in the kernel's order, so no connection overtakes
+ * another that became ready first. A global queue takes tasks from threads that
  * are not workers and the overflow of full local queues.
  *
  * Switching. A task that parks, yields or exits picks its successor from its
@@ -52,6 +54,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "idle_stack.h"
 #include "netpoll.h"
 #include "netpoll_driver.h"
 #include "np_assert.h"
@@ -72,6 +75,7 @@
 #define MAX_STACK_SIZE ((size_t)1 << 30)
 #define MAX_WORKERS 1024
 #define ALTSTACK_SIZE (64 * 1024)
+#define SWEEP_MOVES 4096               /* idle stacks moved per sweep pass, at most */
 
 enum { AFTER_NONE, AFTER_PARK, AFTER_YIELD, AFTER_EXIT, AFTER_MIGRATE };
 
@@ -85,6 +89,8 @@ typedef struct worker {
     int pending;                /* AFTER_*: what the next context must do */
     np__task *pending_task;
     bool spinning;
+    bool delivering;            /* inside a network poll: readied tasks queue FIFO */
+    int delivered;              /* how many, this poll */
 
     np__runq runq;
     np__task *_Atomic runnext;
@@ -130,7 +136,17 @@ static struct {
     int64_t stack_budget;       /* at most this many at once */
 
     _Atomic unsigned long steals, polls, sleeps, mapped, unmapped;
-} S = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+    /* Idle stacks (idle_stack.h). Every task struct ever made, for the sweep
+     * (they are pooled, never freed while the runtime runs). */
+    pthread_mutex_t reg_lock;
+    np__task **reg;
+    size_t nreg, capreg;
+    int64_t idle_stack_ns;      /* 0: off */
+    _Atomic int64_t sweep_next; /* time of the next pass */
+    _Atomic int sweep_wanted;   /* the last pass saw parked stacks still resident */
+    _Atomic int sweeping;
+} S = { .reg_lock = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static _Thread_local worker *tls_worker;
 
@@ -354,6 +370,17 @@ static void task_ready(np__waiter *wt)
 {
     np__task *t = (np__task *)wt;
     worker *w = me();
+    if (w && w->delivering) {
+        /* A poll's batch goes to the tail in the order the kernel reported
+         * it, behind what was already queued (Go's injectglist): runnext
+         * would let each arrival jump the queue and push the one before it
+         * back, and under load a few connections would be served far more
+         * often than the rest. The poller's caller wakes helpers once for
+         * the whole batch. */
+        runq_put(w, t, false);
+        w->delivered++;
+        return;
+    }
     if (w) {
         runq_put(w, t, true);
         wakep();
@@ -367,13 +394,14 @@ static void task_ready(np__waiter *wt)
 
 static void switch_away(worker *w, np__task *cur, int action);
 
-static void task_park(np__waiter *wt, np__commit_fn commit, void *arg)
+static void task_park(np__waiter *wt, np__commit_fn commit, void *arg, unsigned flags)
 {
     np__task *t = (np__task *)wt;
     worker *w = me();
     np__assert(w && w->current == t);
     t->commit = commit;
     t->commit_arg = arg;
+    t->park_flags = flags;
     switch_away(w, t, AFTER_PARK);
 }
 
@@ -393,6 +421,26 @@ static const np__waiter_ops task_ops = { .ready = task_ready, .park = task_park 
  * S.stackwait until another task finishes. Unstarted tasks hold no stack.
  */
 
+static bool registry_add(np__task *t)
+{
+    bool ok = true;
+    pthread_mutex_lock(&S.reg_lock);
+    if (S.nreg == S.capreg) {
+        size_t cap = S.capreg ? 2 * S.capreg : 1024;
+        np__task **r = realloc(S.reg, cap * sizeof *r);
+        if (r) {
+            S.reg = r;
+            S.capreg = cap;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok)
+        S.reg[S.nreg++] = t;
+    pthread_mutex_unlock(&S.reg_lock);
+    return ok;
+}
+
 static np__task *task_struct_alloc(worker *w)
 {
     np__task *t = w ? w->free_tasks : NULL;
@@ -409,8 +457,13 @@ static np__task *task_struct_alloc(worker *w)
     if (t)
         return t;
     t = np__task_new_struct();
-    if (t)
-        t->waiter.ops = &task_ops;
+    if (!t)
+        return NULL;
+    t->waiter.ops = &task_ops;
+    if (S.idle_stack_ns > 0 && !registry_add(t)) {
+        np__task_free_struct(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -539,6 +592,8 @@ static void after_switch(worker *w)
     case AFTER_NONE:
         break;
     case AFTER_PARK:
+        if (S.idle_stack_ns > 0 && (t->park_flags & NP__PARK_STACK_FREE))
+            np__idle_stack_parked(t);
         if (!t->commit(&t->waiter, t->commit_arg))
             runq_put(w, t, true); /* the event came first: run again */
         break;
@@ -593,6 +648,8 @@ static np__task *pick_local(worker *w)
         t = np__runq_get(&w->runq);
     while (t && !ensure_stack(w, t))
         t = np__runq_get(&w->runq);
+    if (t)
+        np__idle_stack_resume(t);
     return t;
 }
 
@@ -655,6 +712,72 @@ static void task_done(void)
     np__poller_wake();
 }
 
+/* ---- idle stacks: the sweep --------------------------------------------------
+ *
+ * Every half period (np_config.idle_stack_ns) one worker looks at every
+ * task: a task in a stack-free park that an earlier pass, a whole period ago
+ * or more, saw in that same park has its stack moved out (idle_stack.h). So
+ * a task is moved after one to one and a half periods blocked. At most
+ * SWEEP_MOVES a pass (the next pass then comes sooner). Passes run on a busy worker's fairness tick
+ * and before a worker blocks in the poller, which then blocks no later than
+ * the next pass while some parked stack is still resident, and indefinitely
+ * once all are moved: an idle server stays asleep.
+ */
+
+static void sweep(int64_t now)
+{
+    if (now < atomic_load_explicit(&S.sweep_next, memory_order_relaxed))
+        return;
+    int zero = 0;
+    if (!atomic_compare_exchange_strong(&S.sweeping, &zero, 1))
+        return;
+    int64_t period = S.idle_stack_ns;
+    bool wanted = false;
+    int budget = SWEEP_MOVES;
+    np__task *chunk[256], *fresh[256];
+    for (size_t i = 0;;) {
+        pthread_mutex_lock(&S.reg_lock);
+        size_t n = S.nreg - i < 256 ? S.nreg - i : 256;
+        memcpy(chunk, S.reg + i, n * sizeof *chunk);
+        pthread_mutex_unlock(&S.reg_lock);
+        if (n == 0)
+            break;
+        i += n;
+        size_t nfresh = 0;
+        for (size_t k = 0; k < n; k++) {
+            np__task *t = chunk[k];
+            uint32_t word = atomic_load_explicit(&t->idle, memory_order_relaxed);
+            if (NP__IDLE_STATE(word) != NP__IDLE_PARKED)
+                continue;
+            wanted = true;
+            if (word != t->sweep_seen) { /* a park not seen before */
+                t->sweep_seen = word;
+                fresh[nfresh++] = t;
+            } else if (now - t->sweep_seen_at >= period && budget > 0 &&
+                       np__idle_stack_try_move(t, word)) {
+                budget--;
+            }
+        }
+        /* Stamped after looking: each of these parked before this time, so
+         * moving it no sooner than a period later never moves early. */
+        int64_t seen = np_now();
+        for (size_t k = 0; k < nfresh; k++)
+            fresh[k]->sweep_seen_at = seen;
+    }
+    atomic_store(&S.sweep_wanted, wanted);
+    atomic_store(&S.sweep_next, np_now() + (budget == 0 ? period / 8 : period / 2));
+    atomic_store(&S.sweeping, 0);
+}
+
+/* The time a blocked poller must wake for the next pass. */
+static int64_t sweep_deadline(void)
+{
+    if (S.idle_stack_ns <= 0)
+        return INT64_MAX;
+    sweep(np_now());
+    return atomic_load(&S.sweep_wanted) ? atomic_load(&S.sweep_next) : INT64_MAX;
+}
+
 /* ---- finding work --------------------------------------------------------- */
 
 static bool timers_or_waiters(void)
@@ -662,12 +785,23 @@ static bool timers_or_waiters(void)
     return np__pd_waiters() > 0 || np__timers_next() != INT64_MAX;
 }
 
-static void poll_network(void)
+/* One network poll on w's thread; what it readies lands on w's runq. */
+static void poll_round(worker *w, bool block, int64_t until)
 {
-    if (!timers_or_waiters())
-        return;
-    if (np__netpoll_round(false, 0) == -EBUSY)
+    w->delivering = true;
+    w->delivered = 0;
+    int rc = np__netpoll_round(block, until);
+    w->delivering = false;
+    if (w->delivered > 1)
+        wakep(); /* more than this worker can start at once: share them */
+    if (rc == -EBUSY)
         np__timers_run_due(NULL); /* another worker polls; timers are ours too */
+}
+
+static void poll_network(worker *w)
+{
+    if (timers_or_waiters())
+        poll_round(w, false, 0);
 }
 
 static np__task *steal(worker *w)
@@ -788,10 +922,8 @@ static np__task *go_idle(worker *w)
             return NULL;
         }
         atomic_fetch_add(&S.polls, 1);
-        np__netpoll_round(true, INT64_MAX);
+        poll_round(w, true, sweep_deadline());
         atomic_store(&S.polling, 0);
-        if (np__runq_len(&w->runq) > 0)
-            wakep(); /* several became runnable: share them */
         return NULL;
     }
     wait_for_wake(w);
@@ -813,7 +945,9 @@ static np__task *find_runnable(worker *w)
             /* Fairness: the network and the global queue before the local
              * queue, and the runq before runnext. */
             w->schedtick++;
-            poll_network();
+            if (S.idle_stack_ns > 0)
+                sweep(np_now());
+            poll_network(w);
             if ((t = global_get(w)))
                 return found(w, t);
             if ((t = np__runq_get(&w->runq)))
@@ -823,7 +957,7 @@ static np__task *find_runnable(worker *w)
             return found(w, t);
         if ((t = global_get(w)))
             return found(w, t);
-        poll_network();
+        poll_network(w);
         if ((t = atomic_exchange(&w->runnext, NULL)) || (t = np__runq_get(&w->runq)))
             return found(w, t);
         if (!w->spinning &&
@@ -895,6 +1029,7 @@ static void worker_run(worker *w)
             break;
         if (!ensure_stack(w, t))
             continue;
+        np__idle_stack_resume(t);
         w->current = t;
         np__task_switch(&w->sched_ctx, &t->ctx, &t->stack, false);
     }
@@ -966,7 +1101,8 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
 {
     int nworkers = cfg ? cfg->workers : 0;
     size_t stack = cfg ? cfg->stack_size : 0;
-    if (!main_task || nworkers < 0 || nworkers > MAX_WORKERS)
+    int64_t idle_stack_ns = cfg ? cfg->idle_stack_ns : 0;
+    if (!main_task || nworkers < 0 || nworkers > MAX_WORKERS || idle_stack_ns < 0)
         return -EINVAL;
     if (stack == 0)
         stack = DEFAULT_STACK_SIZE;
@@ -1000,6 +1136,9 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     S.nworkers = nworkers;
     S.stack_size = stack;
     S.stack_budget = stack_budget();
+    S.idle_stack_ns = idle_stack_ns;
+    atomic_store(&S.sweep_next, np_now() + idle_stack_ns);
+    atomic_store(&S.sweep_wanted, 0);
     atomic_store(&S.started, 0);
     atomic_store(&S.done, 0);
     atomic_store(&S.nidle, 0);
@@ -1040,6 +1179,10 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     S.ncold = 0;
     S.free_tasks = NULL;
     np__assert(S.gq_head == NULL && S.stackwait == NULL);
+    free(S.reg); /* every task has finished: no stack is moved out */
+    S.reg = NULL;
+    S.nreg = S.capreg = 0;
+    S.idle_stack_ns = 0;
     rc = 0;
 out_workers:
     free(S.workers);
@@ -1150,7 +1293,7 @@ int np_sleep_until(int64_t deadline)
     atomic_store(&t->sleep_sem, SLEEP_WAIT);
     uintptr_t seq = atomic_fetch_add(&t->sleep_seq, 1) + 1;
     np__timer_set(&t->sleep_timer, deadline, sleep_fired, t, seq);
-    np__waiter_park(&t->waiter, sleep_commit, t);
+    np__waiter_park(&t->waiter, sleep_commit, t, NP__PARK_STACK_FREE);
     np__assert(atomic_load(&t->sleep_sem) == SLEEP_FIRED);
     atomic_store(&t->sleep_sem, SLEEP_IDLE);
     return 0;

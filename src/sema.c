@@ -63,7 +63,7 @@ void np__sema_acquire(np__sema *s)
     s->tail = &n;
     /* The lock is dropped by the commit, after the switch: a release can
      * then find us queued and ready us exactly once. */
-    np__waiter_park(n.w, sema_commit, s);
+    np__waiter_park(n.w, sema_commit, s, 0);
     np__assert(atomic_load(&n.granted));
 }
 
@@ -104,7 +104,7 @@ static bool oneshot_commit(np__waiter *self, void *arg)
 void np__oneshot_wait(np__oneshot *o)
 {
     if (atomic_load(&o->state) != OS_FIRED)
-        np__waiter_park(np__waiter_current(), oneshot_commit, o);
+        np__waiter_park(np__waiter_current(), oneshot_commit, o, 0);
     np__assert(atomic_load(&o->state) == OS_FIRED);
     atomic_store(&o->state, OS_IDLE);
 }

@@ -59,6 +59,16 @@ struct np__task {
     np__task *next;           /* run queues, free lists */
     np__commit_fn commit;     /* park in progress: run after switching away */
     void *commit_arg;
+    unsigned park_flags;      /* NP__PARK_* of that park */
+
+    /* Idle stacks (idle_stack.h): park count and state; where the moved
+     * contents are; the word the sweeper saw first, and when. */
+    _Atomic uint32_t idle;
+    uint32_t sweep_seen;
+    int64_t sweep_seen_at;
+    void *moved;
+    char *moved_at;
+    size_t moved_len;
 
     np__timer sleep_timer;    /* np_sleep */
     _Atomic uintptr_t sleep_sem; /* 0 idle, 1 fired, 2 waiting, or waiter */

@@ -26,9 +26,15 @@ typedef struct np__waiter np__waiter;
  * (the waiter then returns from park at once). */
 typedef bool (*np__commit_fn)(np__waiter *self, void *arg);
 
+/* Park flags. STACK_FREE: for as long as the waiter is parked, nothing
+ * refers into its stack (the wait's state lives in heap objects such as the
+ * poll descriptor or the task struct), so a task's stack may be copied out
+ * and its memory released while it waits (scheduler.c, "Idle stacks"). */
+#define NP__PARK_STACK_FREE 1u
+
 typedef struct np__waiter_ops {
     void (*ready)(np__waiter *w);
-    void (*park)(np__waiter *w, np__commit_fn commit, void *arg);
+    void (*park)(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags);
 } np__waiter_ops;
 
 struct np__waiter {
@@ -45,9 +51,10 @@ static inline void np__waiter_ready(np__waiter *w)
     w->ops->ready(w);
 }
 
-static inline void np__waiter_park(np__waiter *w, np__commit_fn commit, void *arg)
+static inline void np__waiter_park(np__waiter *w, np__commit_fn commit, void *arg,
+                                   unsigned flags)
 {
-    w->ops->park(w, commit, arg);
+    w->ops->park(w, commit, arg, flags);
 }
 
 /* Thread waiters: statistics for tests. Parks that committed and readies

@@ -25,7 +25,7 @@ typedef struct thread_waiter {
 } thread_waiter;
 
 static void tw_ready(np__waiter *w);
-static void tw_park(np__waiter *w, np__commit_fn commit, void *arg);
+static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags);
 
 static const np__waiter_ops thread_ops = { .ready = tw_ready, .park = tw_park };
 
@@ -51,8 +51,9 @@ static void tw_ready(np__waiter *w)
     futex_wake(&tw->token);
 }
 
-static void tw_park(np__waiter *w, np__commit_fn commit, void *arg)
+static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags)
 {
+    (void)flags;
     thread_waiter *tw = (thread_waiter *)w;
     atomic_store_explicit(&tw->token, 0, memory_order_relaxed);
     if (!commit(w, arg)) {

@@ -11,7 +11,10 @@
  * Every chunk read is written straight back (an echo server), so the client
  * can check each connection works before leaving it idle.
  *
- *   np_idle_echo [-m buf|wait] [-w WORKERS] [ADDRESS]
+ *   np_idle_echo [-m buf|wait] [-i MS] [-w WORKERS] [ADDRESS]
+ *
+ * -i MS sets np_config.idle_stack_ns: a task blocked that long has its
+ * stack's memory given back (the used part copied to the heap meanwhile).
  *
  * ADDRESS defaults to 127.0.0.1:0 (a free port); once listening it prints
  * "listening on ADDRESS". Tasks use the default stack size (256 KiB of
@@ -90,7 +93,7 @@ int main(int argc, char **argv)
 {
     np_config cfg = {0};
     int opt;
-    while ((opt = getopt(argc, argv, "m:w:")) != -1) {
+    while ((opt = getopt(argc, argv, "m:i:w:")) != -1) {
         switch (opt) {
         case 'm':
             if (strcmp(optarg, "wait") == 0)
@@ -98,6 +101,7 @@ int main(int argc, char **argv)
             else if (strcmp(optarg, "buf") != 0)
                 goto usage;
             break;
+        case 'i': cfg.idle_stack_ns = atoll(optarg) * NP_MILLISECOND; break;
         case 'w': cfg.workers = atoi(optarg); break;
         default: goto usage;
         }
@@ -106,7 +110,7 @@ int main(int argc, char **argv)
         addr = argv[optind++];
     if (optind < argc) {
     usage:
-        fprintf(stderr, "usage: np_idle_echo [-m buf|wait] [-w WORKERS] [ADDRESS]\n");
+        fprintf(stderr, "usage: np_idle_echo [-m buf|wait] [-i MS] [-w WORKERS] [ADDRESS]\n");
         return 2;
     }
     int rc = np_run(&cfg, accept_loop, NULL);
