@@ -188,6 +188,7 @@ int np__fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
     fd->sysfd = sysfd;
     fd->kind = kind;
     fd->family = family;
+    fd->read_drained = false;
     fd->unlink_path = NULL;
     int rc = np__pd_open(sysfd, &fd->pd);
     if (rc < 0) {

@@ -39,6 +39,7 @@ typedef struct np__fd {
     int sysfd;
     int family;               /* AF_INET, AF_INET6, AF_UNIX */
     np__pd *pd;
+    bool read_drained;        /* under the read lock: the last read was short */
     char *unlink_path;        /* listener's Unix socket file, removed at close */
     struct np__fd *next_free;
 } np__fd;

@@ -300,7 +300,9 @@ static int io_begin(np_conn c, bool read, np__fd **out)
     np__fd_decref(fd);
     if (!locked)
         return -ECANCELED; /* closed while we queued behind another call */
-    int rc = np__pd_reset(fd->pd, read ? NP__PD_READ : NP__PD_WRITE);
+    /* After a short read, np_read waits first: keep what the poller said. */
+    int rc = read && fd->read_drained ? np__pd_check(fd->pd, NP__PD_READ)
+                                      : np__pd_reset(fd->pd, read ? NP__PD_READ : NP__PD_WRITE);
     if (rc < 0) {
         np__fd_unlock(fd, read);
         return rc;
@@ -309,21 +311,46 @@ static int io_begin(np_conn c, bool read, np__fd **out)
     return 0;
 }
 
+/* A read that returned less than asked for emptied the socket's receive
+ * queue, so the next read would very likely fail with EAGAIN: it waits for
+ * the poller's word first instead (libuv does the same). Nothing is lost
+ * that way:
+ *   - data that arrives after that short read raises a new readiness event
+ *     (epoll and kqueue report every arrival on a stream socket; the poll
+ *     backend looks at the level); data that came before it was part of it;
+ *   - the end of the stream or an error is not data: it may have come with
+ *     the last bytes, and no event follows it. But its event set the pd's
+ *     sticky read-ended bit, looked at below, before it set READY, which
+ *     this read keeps (np__pd_check, not np__pd_reset): a reader that looks
+ *     too early finds READY, or is woken.
+ * At worst, a stale readiness costs the one EAGAIN saved. */
 ssize_t np_read(np_conn c, void *buf, size_t len)
 {
     np__fd *fd;
     int rc = io_begin(c, true, &fd);
     if (rc < 0)
         return rc;
+    bool drained = fd->read_drained && !np__pd_read_ended(fd->pd);
+    fd->read_drained = false;
     ssize_t n;
     for (;;) {
         if (len == 0) {
             n = 0;
             break;
         }
+        if (drained) {
+            drained = false;
+            rc = np__pd_wait(fd->pd, NP__PD_READ);
+            if (rc < 0) {
+                n = rc;
+                break;
+            }
+        }
         n = recv(fd->sysfd, buf, len, 0);
-        if (n >= 0)
+        if (n >= 0) {
+            fd->read_drained = n > 0 && (size_t)n < len;
             break;
+        }
         int err = errno;
         if (err == EINTR)
             continue;
@@ -382,6 +409,9 @@ int np_wait_readable(np_conn c)
     int rc = io_begin(c, true, &fd);
     if (rc < 0)
         return rc;
+    /* It looks (MSG_PEEK) before it waits and consumes any readiness it
+     * waits for: the read after it must try the socket first. */
+    fd->read_drained = false;
     for (;;) {
         char b;
         ssize_t n = recv(fd->sysfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);

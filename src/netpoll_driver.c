@@ -50,7 +50,7 @@ void np__netpoll_fini(void)
     np__poller_fini();
 }
 
-int np__netpoll_round(bool block, int64_t until)
+int np__netpoll_round(bool block, int64_t until, int max)
 {
     if (pthread_mutex_trylock(&poll_lock) != 0)
         return -EBUSY;
@@ -74,10 +74,10 @@ int np__netpoll_round(bool block, int64_t until)
         }
     }
     np__pollev ev[BATCH];
-    int n = np__poller_poll(delay, ev, BATCH);
+    int n = np__poller_poll(delay, ev, max > 0 && max < BATCH ? max : BATCH);
     atomic_store(&poll_until, 0);
     for (int i = 0; i < n; i++)
-        np__pd_ready((np__pd *)ev[i].reg, ev[i].mode, ev[i].err);
+        np__pd_ready((np__pd *)ev[i].reg, ev[i].mode | (ev[i].hup ? NP__POLL_HUP : 0), ev[i].err);
     np__pollreg_batch_end();
     pthread_mutex_unlock(&poll_lock);
     if (delay != 0)
@@ -94,7 +94,7 @@ static void *poll_loop(void *arg)
 {
     (void)arg;
     while (!atomic_load(&stopping))
-        np__netpoll_round(true, INT64_MAX);
+        np__netpoll_round(true, INT64_MAX, BATCH);
     return NULL;
 }
 

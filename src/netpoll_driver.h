@@ -17,10 +17,11 @@ void np__netpoll_fini(void);
 
 /* One round. block: wait for an event, a wake or the next timer (capped at
  * `until` if that is earlier; INT64_MAX for no cap); otherwise just look.
- * A round whose timers fired does not block (a callback may have made work
- * for this very thread). Returns the number of events handed on, or
- * -EBUSY. */
-int np__netpoll_round(bool block, int64_t until);
+ * At most max events are taken (the rest stay with the kernel for the next
+ * round). A round whose timers fired does not block (a callback may have
+ * made work for this very thread). Returns the number of events handed on,
+ * or -EBUSY. */
+int np__netpoll_round(bool block, int64_t until, int max);
 
 /* A thread that runs rounds until stopped: descriptors and deadlines then
  * work for plain threads (thread waiters), with no scheduler. */

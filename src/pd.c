@@ -67,7 +67,8 @@ uint32_t np__pd_waiters(void)
 
 /* ---- summary word ---------------------------------------------------------- */
 
-/* Under pd->lock: recompute the lock-derived bits, keep EVENT_ERR. Must run
+/* Under pd->lock: recompute the lock-derived bits, keep EVENT_ERR and
+ * READ_HUP (set by events, without the lock). Must run
  * after any change to closing/rd/wd and before unblocking a waiter. */
 static void publish_info(np__pd *pd)
 {
@@ -79,7 +80,8 @@ static void publish_info(np__pd *pd)
     if (pd->wd < 0)
         bits |= NP__PD_WRITE_EXPIRED;
     uint32_t old = atomic_load(&pd->info);
-    while (!atomic_compare_exchange_weak(&pd->info, &old, (old & NP__PD_EVENT_ERR) | bits)) {
+    uint32_t keep = NP__PD_EVENT_ERR | NP__PD_READ_HUP;
+    while (!atomic_compare_exchange_weak(&pd->info, &old, (old & keep) | bits)) {
     }
 }
 
@@ -186,6 +188,16 @@ int np__pd_reset(np__pd *pd, int mode)
     return 0;
 }
 
+int np__pd_check(np__pd *pd, int mode)
+{
+    return check_err(pd, mode);
+}
+
+bool np__pd_read_ended(np__pd *pd)
+{
+    return atomic_load(&pd->info) & NP__PD_READ_HUP;
+}
+
 int np__pd_wait(np__pd *pd, int mode)
 {
     int rc = check_err(pd, mode);
@@ -210,6 +222,9 @@ void np__pd_ready(np__pd *pd, int mode, bool err)
 {
     if (err)
         set_event_err(pd, true);
+    /* Before the unblock, so a reader that misses this bit finds READY. */
+    if ((mode & NP__POLL_HUP) && !(atomic_load_explicit(&pd->info, memory_order_relaxed) & NP__PD_READ_HUP))
+        atomic_fetch_or(&pd->info, NP__PD_READ_HUP);
     np__waiter *r = (mode & NP__POLL_READ) ? unblock(pd, NP__PD_READ, true) : NULL;
     np__waiter *w = (mode & NP__POLL_WRITE) ? unblock(pd, NP__PD_WRITE, true) : NULL;
     ready_both(r, w);
@@ -487,6 +502,7 @@ int np__pd_open(int fd, np__pd **out)
     pd->reg.fd = fd;
     pd->closing = false;
     set_event_err(pd, false);
+    atomic_fetch_and(&pd->info, ~(uint32_t)NP__PD_READ_HUP);
     pd->rseq++; /* timers of a previous owner are stale */
     pd->wseq++;
     atomic_store(&pd->rg, PD_NIL);

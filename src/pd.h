@@ -31,6 +31,7 @@ enum {
     NP__PD_EVENT_ERR = 1u << 1,
     NP__PD_READ_EXPIRED = 1u << 2,
     NP__PD_WRITE_EXPIRED = 1u << 3,
+    NP__PD_READ_HUP = 1u << 4, /* sticky: the poller said the read side ended */
 };
 
 typedef struct np__pd {
@@ -67,6 +68,15 @@ void np__pd_close(np__pd *pd);
  * would return at once (-ECANCELED, -ETIMEDOUT, -EIO). */
 int np__pd_reset(np__pd *pd, int mode);
 
+/* As np__pd_reset, but keeps a readiness the poller delivered since the
+ * last wait: for a call that waits before it tries the syscall (np_read
+ * after a short read), to which that readiness is news, not stale. */
+int np__pd_check(np__pd *pd, int mode);
+
+/* Whether the poller has reported the end of the read side (end of stream,
+ * hang-up, error): reads will not block again, so no event may come. */
+bool np__pd_read_ended(np__pd *pd);
+
 /* Waits until pd is ready in mode. 0 (ready: retry the syscall),
  * -ECANCELED (closing), -ETIMEDOUT (the mode's deadline passed) or -EIO (the
  * poller reported an error that makes the fd unpollable; read mode only).
@@ -81,7 +91,7 @@ void np__pd_set_deadline(np__pd *pd, int64_t deadline, int mode);
 
 /* The poller says pd is ready in mode (NP__POLL_READ/WRITE bits); err: the
  * fd cannot be polled any more. Readies the waiters. */
-void np__pd_ready(np__pd *pd, int mode, bool err);
+void np__pd_ready(np__pd *pd, int mode, bool err); /* mode may carry NP__POLL_HUP */
 
 /* Waiters currently parked on any pd (Go's netpollWaiters): a scheduler with
  * nothing else to do blocks in the poller only if this or a timer says an

@@ -33,6 +33,7 @@
 enum {
     NP__POLL_READ = 1,  /* wake readers */
     NP__POLL_WRITE = 2, /* wake writers */
+    NP__POLL_HUP = 4,   /* np__pd_ready only: the event's hup (below) */
 };
 
 /* One ready descriptor, as handed back by np__poller_poll. */
@@ -48,6 +49,11 @@ typedef struct np__pollev {
                        * kqueue only has EV_ERROR (a failed registration) to
                        * report: its reader-less pipe looks like a half-closed
                        * socket (EV_EOF), which must stay readable. */
+    bool hup;         /* the read side has ended: end of stream, hang-up or
+                       * error (EPOLLRDHUP/EPOLLHUP/EPOLLERR, kqueue EV_EOF
+                       * on the read filter or EV_ERROR, POLLHUP/POLLERR/
+                       * POLLNVAL). Reads will not block again, and no new
+                       * event need come to say so. */
 } np__pollev;
 
 /* Creates the poller and its wake-up mechanism. 0 or -errno. */

@@ -162,6 +162,7 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
         out[k].reg = reg;
         out[k].mode = mode;
         out[k].err = evs[i].events == EPOLLERR;
+        out[k].hup = (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
         k++;
     }
     return k;

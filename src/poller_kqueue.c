@@ -265,15 +265,18 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
         /* The read and write filters of one descriptor are separate events;
          * hand them on as one, as the other backends do. Merging keeps
          * k <= n <= cap. */
+        bool hup = e || (evs[i].filter == EVFILT_READ && (evs[i].flags & EV_EOF));
         int j = find(out, k, reg);
         if (j >= 0) {
             out[j].mode |= mode;
             out[j].err |= e;
+            out[j].hup |= hup;
             continue;
         }
         out[k].reg = reg;
         out[k].mode = mode;
         out[k].err = e;
+        out[k].hup = hup;
         k++;
     }
     if (saw_wake) {

@@ -279,6 +279,7 @@ static int collect(np__pollev *out, int cap)
         out[k].reg = reg;
         out[k].mode = mode;
         out[k].err = (re & (POLLERR | POLLIN | POLLOUT | POLLHUP)) == POLLERR;
+        out[k].hup = (re & (POLLHUP | POLLERR | POLLNVAL)) != 0;
         k++;
     }
     return k;

@@ -785,12 +785,21 @@ static bool timers_or_waiters(void)
     return np__pd_waiters() > 0 || np__timers_next() != INT64_MAX;
 }
 
-/* One network poll on w's thread; what it readies lands on w's runq. */
+/* One network poll on w's thread; what it readies lands on w's runq, so it
+ * takes no more events than the runq has room for: an overflow would send
+ * the runq's oldest half to the global queue, where they would wait behind
+ * every newer arrival (the kernel keeps the rest, in order, for the next
+ * round). A busy worker with a nearly full runq only runs due timers. */
 static void poll_round(worker *w, bool block, int64_t until)
 {
+    int room = (int)(NP__RUNQ_SIZE - np__runq_len(&w->runq));
+    if (room < 16 && !block) {
+        np__timers_run_due(NULL);
+        return;
+    }
     w->delivering = true;
     w->delivered = 0;
-    int rc = np__netpoll_round(block, until);
+    int rc = np__netpoll_round(block, until, room);
     w->delivering = false;
     if (w->delivered > 1)
         wakep(); /* more than this worker can start at once: share them */

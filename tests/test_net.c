@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -470,6 +472,80 @@ static void t_half_close(void)
     run(body_half_close);
 }
 
+/* ---- after a short read ------------------------------------------------------------------------
+ * np_read waits for the poller before its next syscall after a read that
+ * came back short. What ends a stream is not data and raises no event after
+ * the last bytes: the read after the short one must still see the end (or
+ * the reset) at once, whichever order the event and the read come in; and
+ * new data after a short read must wake it. */
+
+static void short_read_then(const char *network, const char *address, bool reset, bool settle)
+{
+    char addr[128];
+    np_listener l = listen_any(network, address, addr, sizeof addr);
+    np_conn c, s;
+    NP_CHECK_OK(np_dial(&c, network, addr, 0));
+    s = accept_one(l);
+    write_all(s, "abc", 3);
+    if (reset) {
+        struct linger lg = { 1, 0 };
+        NP_CHECK_SYS(setsockopt(np_conn_fd(s), SOL_SOCKET, SO_LINGER, &lg, sizeof lg));
+        NP_CHECK_OK(np_close(s));
+    } else {
+        NP_CHECK_OK(np_close_write(s));
+    }
+    /* settle: let the poller deliver the end's event before the reads, so
+     * that the first read's reset consumes its READY. */
+    if (settle)
+        np_sleep(20 * NP_MILLISECOND);
+    char b[64];
+    int64_t t0 = np_now();
+    ssize_t n = np_read(c, b, sizeof b);
+    if (!(reset && n == -ECONNRESET)) { /* a reset may discard the bytes */
+        NP_CHECK_EQ(n, 3);
+        NP_CHECK(memcmp(b, "abc", 3) == 0);
+        n = np_read(c, b, sizeof b);
+    }
+    NP_CHECK_EQ(n, reset ? -ECONNRESET : 0);
+    NP_CHECK_LT(np_now() - t0, 5 * NP_SECOND);
+    NP_CHECK_OK(np_close(c));
+    if (!reset)
+        NP_CHECK_OK(np_close(s));
+    NP_CHECK_OK(np_listener_close(l));
+}
+
+static void body_short_read(void)
+{
+    for (int settle = 0; settle < 2; settle++) {
+        short_read_then("tcp4", "127.0.0.1:0", false, settle);
+        short_read_then("tcp4", "127.0.0.1:0", true, settle);
+        char ua[64];
+        snprintf(ua, sizeof ua, "@np_test_short_%d_%d", (int)getpid(), settle);
+        short_read_then("unix", ua, false, settle);
+    }
+    /* New data after a short read wakes the next read. */
+    char addr[128];
+    np_listener l = listen_any("tcp4", "127.0.0.1:0", addr, sizeof addr);
+    np_conn c, s;
+    NP_CHECK_OK(np_dial(&c, "tcp4", addr, 0));
+    s = accept_one(l);
+    char b[64];
+    for (int i = 0; i < 50; i++) {
+        write_all(s, "xy", 2);
+        NP_CHECK_EQ(np_read(c, b, sizeof b), 2); /* short: the next one waits first */
+        if (i % 2)
+            np_sleep(NP_MILLISECOND);
+    }
+    NP_CHECK_OK(np_close(c));
+    NP_CHECK_OK(np_close(s));
+    NP_CHECK_OK(np_listener_close(l));
+}
+
+static void t_short_read_then_end_reset_or_data(void)
+{
+    run(body_short_read);
+}
+
 /* ---- serialised reads and writes, big writes --------------------------------------------------- */
 
 enum { SER_TASKS = 8, SER_BYTES = 1 << 20 };
@@ -598,6 +674,7 @@ NP_TEST_LIST(
     NP_CASE(t_peer_reset_and_broken_pipe),
     NP_CASE(t_emfile_on_accept),
     NP_CASE(t_half_close),
+    NP_CASE(t_short_read_then_end_reset_or_data),
     NP_CASE(t_concurrent_reads_and_writes),
     NP_CASE(t_wait_readable),
     NP_CASE(t_deadlines))
