@@ -51,7 +51,10 @@ int np__poller_init(void)
     rc = np__wakefd_open(&wakefd);
     if (rc < 0)
         goto fail_epoll;
-    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = NP__POLLREG_NO_TAG };
+    /* Edge-triggered and never drained where the descriptor allows it (see
+     * wakefd.h): a woken poller then goes straight back to work. */
+    struct epoll_event ev = { .events = EPOLLIN | (np__wakefd_undrained_ok ? EPOLLET : 0),
+                              .data.u64 = NP__POLLREG_NO_TAG };
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd.rfd, &ev) < 0) {
         rc = -errno;
         goto fail_wake;
@@ -148,8 +151,15 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
         uint64_t tag = evs[i].data.u64;
         if (tag == NP__POLLREG_NO_TAG) {
             if (delay_ns != 0) {
-                np__wakefd_drain(&wakefd);
+                if (!np__wakefd_undrained_ok)
+                    np__wakefd_drain(&wakefd);
                 atomic_store(&wake_pending, 0);
+            } else if (np__wakefd_undrained_ok) {
+                /* A poll that does not block must leave the wake for the
+                 * next one that does (Go 42515), but it has taken the
+                 * edge: raise another. Rare: wakes are meant for pollers
+                 * that block. */
+                np__wakefd_signal(&wakefd);
             }
             continue;
         }

@@ -25,4 +25,11 @@ void np__wakefd_signal(np__wakefd *w); /* makes rfd readable; idempotent */
 void np__wakefd_drain(np__wakefd *w);  /* makes rfd not readable */
 bool np__wakefd_owns(const np__wakefd *w, int fd);
 
+/* True if every signal raises a new readiness edge and the descriptor can
+ * never fill up: then a poller may watch it edge-triggered and never drain
+ * it, saving a syscall per wake-up. The eventfd's counter: each write wakes
+ * its watchers, and it saturates only after 2^64 - 2 signals. A pipe fills
+ * after 64 KiB, so it is drained. */
+extern const bool np__wakefd_undrained_ok;
+
 #endif

@@ -7,6 +7,8 @@
 #include "np_assert.h"
 #include "wakefd.h"
 
+const bool np__wakefd_undrained_ok = true;
+
 int np__wakefd_open(np__wakefd *w)
 {
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -17,6 +17,8 @@ static int set_flags(int fd)
     return 0;
 }
 
+const bool np__wakefd_undrained_ok = false;
+
 int np__wakefd_open(np__wakefd *w)
 {
     int p[2];
