@@ -65,7 +65,10 @@ typedef struct np_config {
                         * not a page. Only enable it if no task is ever
                         * handed a pointer into another task's stack while
                         * that task is blocked (a stack's contents are
-                        * elsewhere meanwhile). Negative: -EINVAL. */
+                        * elsewhere meanwhile). Ignored where the context
+                        * switch cannot tell a task's stack pointer
+                        * (NP_CONTEXT=ucontext other than on x86-64 and
+                        * AArch64). Negative: -EINVAL. */
 } np_config;
 
 /* Starts the runtime (cfg may be NULL for defaults), runs main_task(arg) as a

@@ -42,6 +42,11 @@ void np__ctx_switch(np__ctx *from, np__ctx *to);
  * needs on its stack lies at or above it (less the x86-64 red zone, which the
  * caller allows for). NULL where it cannot be told. */
 void *np__ctx_sp(const np__ctx *ctx);
+#if !defined(NP_CONTEXT_UCONTEXT) || defined(__x86_64__) || defined(__aarch64__)
+#define NP__CTX_KNOWS_SP 1
+#else
+#define NP__CTX_KNOWS_SP 0
+#endif
 
 /* "asm-x86_64", "asm-aarch64" or "ucontext". */
 const char *np__ctx_kind(void);

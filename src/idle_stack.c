@@ -1,5 +1,6 @@
 /* Idle stacks: moving a parked task's stack out and back. See idle_stack.h
  * for the states; the policy (which tasks, when) is the scheduler's. */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -43,20 +44,24 @@ static size_t page_size(void)
     return ps;
 }
 
-bool np__idle_stack_try_move(np__task *t, uint32_t seen)
+bool np__idle_stack_try_move(np__task *t, uint64_t seen)
 {
-    if (NP__IDLE_STATE(seen) != NP__IDLE_PARKED || !t->stk)
+    if (NP__IDLE_STATE(seen) != NP__IDLE_PARKED)
         return false;
-    char *sp = np__ctx_sp(&t->ctx);
-    if (!sp)
-        return false;
-    uint32_t moving = (seen & ~3u) | NP__IDLE_MOVING;
+    uint64_t moving = (seen & ~(uint64_t)3) | NP__IDLE_MOVING;
     if (!atomic_compare_exchange_strong_explicit(&t->idle, &seen, moving, memory_order_acquire,
                                                  memory_order_relaxed))
         return false; /* resumed since the last pass */
+    /* Only now, after the acquire that pairs with the parker's release, are
+     * the saved stack pointer and the stack of this park visible. */
+    np__stack *st = t->stk;
+    char *sp = np__ctx_sp(&t->ctx);
+    if (!st || !sp) {
+        atomic_store_explicit(&t->idle, seen, memory_order_release);
+        return false;
+    }
     /* From the saved stack pointer (less the red zone) to the end of the
      * mapping: the frames, and the stack's own header at the top. */
-    np__stack *st = t->stk;
     char *lo = sp - BELOW_SP;
     if (lo < (char *)st->info.bottom)
         lo = (char *)st->info.bottom;
@@ -77,27 +82,33 @@ bool np__idle_stack_try_move(np__task *t, uint32_t seen)
     (void)madvise(first, (size_t)(hi - first), MADV_DONTNEED);
     atomic_fetch_add_explicit(&moved_bytes, (int64_t)len, memory_order_relaxed);
     atomic_fetch_add_explicit(&moves, 1, memory_order_relaxed);
-    atomic_store_explicit(&t->idle, (seen & ~3u) | NP__IDLE_MOVED, memory_order_release);
+    atomic_store_explicit(&t->idle, (seen & ~(uint64_t)3) | NP__IDLE_MOVED, memory_order_release);
     return true;
 }
 
 void np__idle_stack_resume_slow(np__task *t)
 {
-    uint32_t w = atomic_load_explicit(&t->idle, memory_order_acquire);
-    for (;;) {
+    uint64_t w = atomic_load_explicit(&t->idle, memory_order_acquire);
+    for (unsigned spins = 0;; spins++) {
         switch (NP__IDLE_STATE(w)) {
         case NP__IDLE_RUN:
             return;
         case NP__IDLE_PARKED:
-            if (atomic_compare_exchange_weak_explicit(&t->idle, &w, w & ~3u, memory_order_acquire,
+            if (atomic_compare_exchange_weak_explicit(&t->idle, &w, w & ~(uint64_t)3, memory_order_acquire,
                                                       memory_order_acquire))
                 return;
             continue;
         case NP__IDLE_MOVING:
+            /* A copy takes microseconds, unless the sweeper's thread lost
+             * its CPU: then give ours up rather than spin through a slice. */
+            if (spins >= 1000)
+                sched_yield();
 #if defined(__x86_64__)
-            __builtin_ia32_pause();
+            else
+                __builtin_ia32_pause();
 #elif defined(__aarch64__)
-            __asm__ volatile("yield");
+            else
+                __asm__ volatile("yield");
 #endif
             w = atomic_load_explicit(&t->idle, memory_order_acquire);
             continue;
@@ -109,7 +120,7 @@ void np__idle_stack_resume_slow(np__task *t)
             t->moved = NULL;
             t->moved_at = NULL;
             t->moved_len = 0;
-            atomic_store_explicit(&t->idle, w & ~3u, memory_order_release);
+            atomic_store_explicit(&t->idle, w & ~(uint64_t)3, memory_order_release);
             return;
         }
     }

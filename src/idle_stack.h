@@ -12,7 +12,8 @@
  * every address on the stack is the same when the task runs again; the
  * worker that resumes it copies the contents back first.
  *
- * Each task has one word, `idle`: a 30-bit park count and a 2-bit state.
+ * Each task has one word, `idle`: a 62-bit park count (it never wraps) and a
+ * 2-bit state.
  *
  *   RUN      running, queued, or parked in a wait that is not stack-free
  *   PARKED   switched away in a stack-free wait; nothing runs on the stack
@@ -48,12 +49,12 @@
 #include "task.h"
 
 enum { NP__IDLE_RUN = 0, NP__IDLE_PARKED = 1, NP__IDLE_MOVING = 2, NP__IDLE_MOVED = 3 };
-#define NP__IDLE_STATE(w) ((w) & 3u)
+#define NP__IDLE_STATE(w) ((unsigned)((w) & 3u))
 
 /* The parker: t has switched away into a stack-free wait. */
 static inline void np__idle_stack_parked(np__task *t)
 {
-    uint32_t w = atomic_load_explicit(&t->idle, memory_order_relaxed);
+    uint64_t w = atomic_load_explicit(&t->idle, memory_order_relaxed);
     atomic_store_explicit(&t->idle, ((w >> 2) + 1) << 2 | NP__IDLE_PARKED, memory_order_release);
 }
 
@@ -69,7 +70,7 @@ static inline void np__idle_stack_resume(np__task *t)
 /* The sweeper: moves t's stack out if t's word is still `seen` (PARKED).
  * True if moved. Fails without harm if t has been resumed meanwhile, or if
  * the copy cannot be allocated. */
-bool np__idle_stack_try_move(np__task *t, uint32_t seen);
+bool np__idle_stack_try_move(np__task *t, uint64_t seen);
 
 /* Bytes of heap held by moved stacks now, and stacks moved in all (tests). */
 void np__idle_stack_counts(int64_t *bytes, unsigned long *moves);

@@ -28,6 +28,7 @@
 #include "fd.h"
 #include "netpoll.h"
 #include "pd.h"
+#include "poller.h"
 #include "scheduler.h"
 
 static bool in_task(void)
@@ -322,8 +323,18 @@ static int io_begin(np_conn c, bool read, np__fd **out)
  *     the last bytes, and no event follows it. But its event set the pd's
  *     sticky read-ended bit, looked at below, before it set READY, which
  *     this read keeps (np__pd_check, not np__pd_reset): a reader that looks
- *     too early finds READY, or is woken.
+ *     too early finds READY, or is woken. TCP urgent data, at whose mark a
+ *     read stops short of what is queued, sets the same bit (EPOLLPRI);
+ *   - Unix stream sockets and backends that cannot promise the above
+ *     (short_read_waits) always try the socket first.
  * At worst, a stale readiness costs the one EAGAIN saved. */
+static bool short_read_waits(const np__fd *fd)
+{
+    /* A Unix stream read also stops short at a message carrying descriptors
+     * or credentials, or at out-of-band data, and nothing is reported then. */
+    return np__poller_short_read_waits && fd->family != AF_UNIX;
+}
+
 ssize_t np_read(np_conn c, void *buf, size_t len)
 {
     np__fd *fd;
@@ -348,7 +359,7 @@ ssize_t np_read(np_conn c, void *buf, size_t len)
         }
         n = recv(fd->sysfd, buf, len, 0);
         if (n >= 0) {
-            fd->read_drained = n > 0 && (size_t)n < len;
+            fd->read_drained = n > 0 && (size_t)n < len && short_read_waits(fd);
             break;
         }
         int err = errno;

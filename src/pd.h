@@ -31,7 +31,9 @@ enum {
     NP__PD_EVENT_ERR = 1u << 1,
     NP__PD_READ_EXPIRED = 1u << 2,
     NP__PD_WRITE_EXPIRED = 1u << 3,
-    NP__PD_READ_HUP = 1u << 4, /* sticky: the poller said the read side ended */
+    NP__PD_READ_HUP = 1u << 4, /* sticky: the read side ended or has urgent
+                                * data (the event's hup): reads may stop short
+                                * without emptying the socket */
 };
 
 typedef struct np__pd {
@@ -74,7 +76,8 @@ int np__pd_reset(np__pd *pd, int mode);
 int np__pd_check(np__pd *pd, int mode);
 
 /* Whether the poller has reported the end of the read side (end of stream,
- * hang-up, error): reads will not block again, so no event may come. */
+ * hang-up, error) or urgent data: a read may then stop short without
+ * emptying the socket, and no further event may come. */
 bool np__pd_read_ended(np__pd *pd);
 
 /* Waits until pd is ready in mode. 0 (ready: retry the syscall),

@@ -49,11 +49,12 @@ typedef struct np__pollev {
                        * kqueue only has EV_ERROR (a failed registration) to
                        * report: its reader-less pipe looks like a half-closed
                        * socket (EV_EOF), which must stay readable. */
-    bool hup;         /* the read side has ended: end of stream, hang-up or
-                       * error (EPOLLRDHUP/EPOLLHUP/EPOLLERR, kqueue EV_EOF
+    bool hup;         /* the read side has ended or stops short: end of
+                       * stream, hang-up, error or TCP urgent data
+                       * (EPOLLRDHUP/EPOLLHUP/EPOLLERR/EPOLLPRI, kqueue EV_EOF
                        * on the read filter or EV_ERROR, POLLHUP/POLLERR/
-                       * POLLNVAL). Reads will not block again, and no new
-                       * event need come to say so. */
+                       * POLLNVAL). A read may then stop short without
+                       * emptying the socket, and no new event need come. */
 } np__pollev;
 
 /* Creates the poller and its wake-up mechanism. 0 or -errno. */
@@ -106,5 +107,13 @@ void np__poller_wake(void);
 
 /* Whether fd is one of the poller's own descriptors (epoll fd, wake fds). */
 bool np__poller_is_poll_descriptor(int fd);
+
+/* True if, after a read that stopped short, new data, the end of the
+ * stream, an error or TCP urgent data (at whose mark a read stops without
+ * emptying the socket) is sure to be reported, or marked `hup`, so that
+ * the next read may wait for the poller first (net.c). epoll (with EPOLLPRI
+ * watched) and poll(2) (which looks at the level) are; kqueue is not
+ * relied on for urgent data. */
+extern const bool np__poller_short_read_waits;
 
 #endif

@@ -80,7 +80,7 @@ void np__poller_fini(void)
 int np__poller_open(np__pollreg *reg)
 {
     struct epoll_event ev = {
-        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
         .data.u64 = np__pollreg_tag(reg),
     };
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, reg->fd, &ev) < 0)
@@ -127,7 +127,7 @@ static uint8_t mode_of(uint32_t events)
     uint8_t mode = 0;
     /* A hang-up or an error ends waits in both directions: the next syscall
      * reports what happened. */
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         mode |= NP__POLL_READ;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         mode |= NP__POLL_WRITE;
@@ -172,7 +172,7 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
         out[k].reg = reg;
         out[k].mode = mode;
         out[k].err = evs[i].events == EPOLLERR;
-        out[k].hup = (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+        out[k].hup = (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI)) != 0;
         k++;
     }
     return k;
@@ -187,6 +187,8 @@ void np__poller_wake(void)
     if (atomic_exchange(&wake_pending, 1) == 0)
         np__wakefd_signal(&wakefd);
 }
+
+const bool np__poller_short_read_waits = true;
 
 bool np__poller_is_poll_descriptor(int fd)
 {

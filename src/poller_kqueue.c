@@ -299,6 +299,8 @@ void np__poller_wake(void)
         np__kqwake_signal(kq);
 }
 
+const bool np__poller_short_read_waits = false;
+
 bool np__poller_is_poll_descriptor(int fd)
 {
     return fd >= 0 && (fd == kq || np__kqwake_owns(fd));

@@ -354,6 +354,8 @@ void np__poller_wake(void)
         np__wakefd_signal(&wakefd);
 }
 
+const bool np__poller_short_read_waits = true;
+
 bool np__poller_is_poll_descriptor(int fd)
 {
     return inited && np__wakefd_owns(&wakefd, fd);

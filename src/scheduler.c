@@ -329,8 +329,13 @@ static void wakep(void)
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&S.nspinning) != 0)
         return;
-    if (atomic_load(&S.nidle) == 0 && !atomic_load(&S.polling))
-        return; /* everyone is busy: they will find it */
+    if (atomic_load(&S.nidle) == 0) {
+        /* Nobody asleep on a futex: at most the poller to wake, and it
+         * looks for work as it comes out (no spinner needed). */
+        if (atomic_load(&S.polling))
+            np__poller_wake();
+        return; /* otherwise everyone is busy: they will find it */
+    }
     int zero = 0;
     if (!atomic_compare_exchange_strong(&S.nspinning, &zero, 1))
         return;
@@ -375,9 +380,11 @@ static void task_ready(np__waiter *wt)
          * it, behind what was already queued (Go's injectglist): runnext
          * would let each arrival jump the queue and push the one before it
          * back, and under load a few connections would be served far more
-         * often than the rest. The poller's caller wakes helpers once for
-         * the whole batch. */
-        runq_put(w, t, false);
+         * often than the rest. A full runq sends the newcomer, not the
+         * runq's oldest half, to the global queue. The poller's caller
+         * wakes helpers once for the whole batch. */
+        if (!np__runq_put(&w->runq, t))
+            global_put(t);
         w->delivered++;
         return;
     }
@@ -580,6 +587,7 @@ static void task_recycle(worker *w, np__task *t)
 /* ---- switching ------------------------------------------------------------- */
 
 static void task_done(void);
+static void sweep_wanted_again(void);
 
 /* The deferred half of a switch: runs in the context that got control. */
 static void after_switch(worker *w)
@@ -592,8 +600,10 @@ static void after_switch(worker *w)
     case AFTER_NONE:
         break;
     case AFTER_PARK:
-        if (S.idle_stack_ns > 0 && (t->park_flags & NP__PARK_STACK_FREE))
+        if (S.idle_stack_ns > 0 && (t->park_flags & NP__PARK_STACK_FREE)) {
             np__idle_stack_parked(t);
+            sweep_wanted_again();
+        }
         if (!t->commit(&t->waiter, t->commit_arg))
             runq_put(w, t, true); /* the event came first: run again */
         break;
@@ -746,17 +756,18 @@ static void sweep(int64_t now)
         size_t nfresh = 0;
         for (size_t k = 0; k < n; k++) {
             np__task *t = chunk[k];
-            uint32_t word = atomic_load_explicit(&t->idle, memory_order_relaxed);
+            uint64_t word = atomic_load_explicit(&t->idle, memory_order_relaxed);
             if (NP__IDLE_STATE(word) != NP__IDLE_PARKED)
                 continue;
-            wanted = true;
             if (word != t->sweep_seen) { /* a park not seen before */
                 t->sweep_seen = word;
                 fresh[nfresh++] = t;
             } else if (now - t->sweep_seen_at >= period && budget > 0 &&
                        np__idle_stack_try_move(t, word)) {
                 budget--;
+                continue;
             }
+            wanted = true;
         }
         /* Stamped after looking: each of these parked before this time, so
          * moving it no sooner than a period later never moves early. */
@@ -774,8 +785,23 @@ static int64_t sweep_deadline(void)
 {
     if (S.idle_stack_ns <= 0)
         return INT64_MAX;
-    sweep(np_now());
-    return atomic_load(&S.sweep_wanted) ? atomic_load(&S.sweep_next) : INT64_MAX;
+    int64_t now = np_now();
+    sweep(now);
+    if (!atomic_load(&S.sweep_wanted))
+        return INT64_MAX;
+    /* Past only while another worker's pass is still running. */
+    int64_t next = atomic_load(&S.sweep_next);
+    return next > now ? next : now + S.idle_stack_ns / 8;
+}
+
+/* A task parked stack-free: if the last pass found nothing left to move,
+ * a poller may be blocked with no pass scheduled; have it schedule one. */
+static void sweep_wanted_again(void)
+{
+    if (atomic_load_explicit(&S.sweep_wanted, memory_order_relaxed))
+        return;
+    if (atomic_exchange(&S.sweep_wanted, 1) == 0 && atomic_load(&S.polling))
+        np__poller_wake();
 }
 
 /* ---- finding work --------------------------------------------------------- */
@@ -785,32 +811,31 @@ static bool timers_or_waiters(void)
     return np__pd_waiters() > 0 || np__timers_next() != INT64_MAX;
 }
 
-/* One network poll on w's thread; what it readies lands on w's runq, so it
- * takes no more events than the runq has room for: an overflow would send
- * the runq's oldest half to the global queue, where they would wait behind
- * every newer arrival (the kernel keeps the rest, in order, for the next
- * round). A busy worker with a nearly full runq only runs due timers. */
-static void poll_round(worker *w, bool block, int64_t until)
+/* One network poll on w's thread; what it readies lands on w's runq's
+ * tail (task_ready), or, once the runq is full, the global queue's: never
+ * ahead of older work. It takes about as many events as the runq has room
+ * for (the kernel keeps the rest, in order, for the next round), and at
+ * least a few, so that the network is heard however busy the worker is.
+ * Returns whether helpers should be woken for what it readied: more than
+ * one task, or one behind other queued work. The caller wakes them (after
+ * leaving the poller, or it would wake itself). */
+static bool poll_round(worker *w, bool block, int64_t until)
 {
     int room = (int)(NP__RUNQ_SIZE - np__runq_len(&w->runq));
-    if (room < 16 && !block) {
-        np__timers_run_due(NULL);
-        return;
-    }
     w->delivering = true;
     w->delivered = 0;
-    int rc = np__netpoll_round(block, until, room);
+    int rc = np__netpoll_round(block, until, room < 16 ? 16 : room);
     w->delivering = false;
-    if (w->delivered > 1)
-        wakep(); /* more than this worker can start at once: share them */
     if (rc == -EBUSY)
         np__timers_run_due(NULL); /* another worker polls; timers are ours too */
+    return w->delivered > 1 ||
+           (w->delivered == 1 && np__runq_len(&w->runq) + (atomic_load(&w->runnext) != NULL) > 1);
 }
 
 static void poll_network(worker *w)
 {
-    if (timers_or_waiters())
-        poll_round(w, false, 0);
+    if (timers_or_waiters() && poll_round(w, false, 0))
+        wakep();
 }
 
 static np__task *steal(worker *w)
@@ -931,8 +956,10 @@ static np__task *go_idle(worker *w)
             return NULL;
         }
         atomic_fetch_add(&S.polls, 1);
-        poll_round(w, true, sweep_deadline());
+        bool share = poll_round(w, true, sweep_deadline());
         atomic_store(&S.polling, 0);
+        if (share)
+            wakep();
         return NULL;
     }
     wait_for_wake(w);
@@ -1145,7 +1172,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     S.nworkers = nworkers;
     S.stack_size = stack;
     S.stack_budget = stack_budget();
-    S.idle_stack_ns = idle_stack_ns;
+    S.idle_stack_ns = NP__CTX_KNOWS_SP ? idle_stack_ns : 0;
     atomic_store(&S.sweep_next, np_now() + idle_stack_ns);
     atomic_store(&S.sweep_wanted, 0);
     atomic_store(&S.started, 0);

@@ -63,8 +63,8 @@ struct np__task {
 
     /* Idle stacks (idle_stack.h): park count and state; where the moved
      * contents are; the word the sweeper saw first, and when. */
-    _Atomic uint32_t idle;
-    uint32_t sweep_seen;
+    _Atomic uint64_t idle;
+    uint64_t sweep_seen;
     int64_t sweep_seen_at;
     void *moved;
     char *moved_at;

@@ -1,6 +1,7 @@
 /* Idle stacks (np_config.idle_stack_ns): a task blocked long enough in
  * network I/O or np_sleep has its stack's memory released, and finds every
  * byte of its stack where it left it when it runs again. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,88 @@ static void t_negative_is_einval(void)
     NP_CHECK_EQ(np_run(&c, noop, NULL), -EINVAL);
 }
 
+/* An idle runtime: everything has been moved out, the poller is blocked
+ * with no pass scheduled, and the other worker sleeps. A task started then
+ * from a plain thread parks on that other worker; it must still be moved. */
+typedef struct late {
+    world w;                   /* s[0]: the early reader, s[1]: the late one */
+    np_conn mine_srv, mine_cli; /* the main task blocks reading mine_srv */
+    pthread_t thread;
+    _Atomic int failed;
+} late;
+
+static void *late_thread(void *arg)
+{
+    late *L = arg;
+    slot *s0 = &L->w.s[0], *s1 = &L->w.s[1];
+    int64_t until = np_now() + 10 * NP_SECOND;
+    /* Wait for the early reader and the main task to be moved out. */
+    while (!atomic_load(&s0->parked_at) || resident(atomic_load(&s0->buf_at)))
+        if (np_now() > until) {
+            atomic_store(&L->failed, 1);
+            goto out;
+        } else {
+            usleep(1000);
+        }
+    usleep(3 * 1000 * (useconds_t)(L->w.idle_ns / NP_MILLISECOND)); /* passes find nothing */
+    if (np_go(reader, s1) != 0) {
+        atomic_store(&L->failed, 2);
+        goto out;
+    }
+    while (!atomic_load(&s1->parked_at) || resident(atomic_load(&s1->buf_at)))
+        if (np_now() > until) {
+            atomic_store(&L->failed, 3);
+            break;
+        } else {
+            usleep(1000);
+        }
+out:;
+    unsigned char b = 0;
+    for (int i = 0; i < 2; i++) {
+        b = (unsigned char)i;
+        if (write(np_conn_fd(L->w.s[i].cli), &b, 1) != 1)
+            atomic_store(&L->failed, 4);
+    }
+    if (write(np_conn_fd(L->mine_cli), &b, 1) != 1)
+        atomic_store(&L->failed, 5);
+    return NULL;
+}
+
+static void late_main(void *arg)
+{
+    late *L = arg;
+    world *w = &L->w;
+    open_conns(w);
+    char addr[64];
+    snprintf(addr, sizeof addr, "@np_idle_stack_late_%d", (int)getpid());
+    np_listener l;
+    NP_CHECK_OK(np_listen(&l, "unix", addr));
+    NP_CHECK_OK(np_dial(&L->mine_cli, "unix", addr, 0));
+    NP_CHECK_OK(np_accept(l, &L->mine_srv));
+    NP_CHECK_OK(np_go(reader, &w->s[0]));
+    NP_CHECK_OK(pthread_create(&L->thread, NULL, late_thread, L));
+    char b;
+    NP_CHECK_EQ(np_read(L->mine_srv, &b, 1), 1); /* no timer pending: the poller may block for good */
+    for (int i = 0; i < 2; i++)
+        while (!atomic_load(&w->s[i].done))
+            np_sleep(NP_MILLISECOND);
+    NP_CHECK_OK(pthread_join(L->thread, NULL));
+    NP_CHECK_EQ(atomic_load(&L->failed), 0);
+    for (int i = 0; i < 2; i++)
+        NP_CHECK_EQ(atomic_load(&w->s[i].bad), 0);
+    np_close(L->mine_srv);
+    np_close(L->mine_cli);
+    np_listener_close(l);
+    close_conns(w);
+}
+
+static void t_late_park_in_idle_runtime(void)
+{
+    static late L = { .w = { .idle_ns = 20 * NP_MILLISECOND } };
+    np_config c = { .workers = 2, .idle_stack_ns = L.w.idle_ns };
+    NP_CHECK_OK(np_run(&c, late_main, &L));
+}
+
 /* Races: with a 1 ms threshold, tasks sleeping around it are moved out,
  * woken while being moved, moved again, on two workers; each checks a
  * fresh canary across every sleep. */
@@ -257,6 +340,7 @@ static void t_moves_race_wakeups(void)
 NP_TEST_LIST(
     NP_CASE(t_blocked_stacks_move_out_and_back),
     NP_CASE(t_two_workers),
+    NP_CASE(t_late_park_in_idle_runtime),
     NP_CASE(t_off_by_default),
     NP_CASE(t_negative_is_einval),
     NP_CASE(t_moves_race_wakeups))

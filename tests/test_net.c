@@ -546,6 +546,71 @@ static void t_short_read_then_end_reset_or_data(void)
     run(body_short_read);
 }
 
+/* Reads that stop short of what is queued, with no event to follow: at a
+ * TCP urgent mark, and at a Unix message carrying a descriptor. The next
+ * read must still get the rest at once. */
+static void body_short_of_queued(void)
+{
+    char addr[128], b[64];
+    np_listener l = listen_any("tcp4", "127.0.0.1:0", addr, sizeof addr);
+    np_conn c, s;
+    NP_CHECK_OK(np_dial(&c, "tcp4", addr, 0));
+    s = accept_one(l);
+    NP_CHECK_EQ(send(np_conn_fd(s), "hello", 5, MSG_OOB), 5); /* 'o' is urgent */
+    NP_CHECK_EQ(send(np_conn_fd(s), "world", 5, 0), 5);
+    np_sleep(20 * NP_MILLISECOND); /* both arrive, their events delivered */
+    size_t got = 0;
+    char all[16] = { 0 };
+    int64_t t0 = np_now();
+    while (got < 9) { /* "hell" + "world": the urgent byte is not inline */
+        ssize_t n = np_read(c, b, sizeof b);
+        NP_CHECK_GT(n, 0);
+        NP_CHECK_LE(got + (size_t)n, sizeof all - 1);
+        memcpy(all + got, b, (size_t)n);
+        got += (size_t)n;
+        NP_CHECK_LT(np_now() - t0, 5 * NP_SECOND);
+    }
+    NP_CHECK(strcmp(all, "hellworld") == 0);
+    NP_CHECK_OK(np_close(c));
+    NP_CHECK_OK(np_close(s));
+    NP_CHECK_OK(np_listener_close(l));
+
+    snprintf(addr, sizeof addr, "@np_test_scm_%d", (int)getpid());
+    l = listen_any("unix", addr, addr, sizeof addr);
+    NP_CHECK_OK(np_dial(&c, "unix", addr, 0));
+    s = accept_one(l);
+    int passfd = dup(0);
+    NP_CHECK_SYS(passfd);
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = { .iov_base = "A", .iov_len = 1 };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                         .msg_controllen = sizeof cbuf };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &passfd, sizeof passfd);
+    NP_CHECK_EQ(sendmsg(np_conn_fd(s), &mh, 0), 1);
+    close(passfd);
+    NP_CHECK_EQ(send(np_conn_fd(s), "B", 1, 0), 1);
+    np_sleep(20 * NP_MILLISECOND);
+    NP_CHECK_EQ(np_read(c, b, sizeof b), 1); /* stops after the descriptor's message */
+    NP_CHECK_EQ(b[0], 'A');
+    t0 = np_now();
+    NP_CHECK_EQ(np_read(c, b, sizeof b), 1);
+    NP_CHECK_EQ(b[0], 'B');
+    NP_CHECK_LT(np_now() - t0, 5 * NP_SECOND);
+    NP_CHECK_OK(np_close(c));
+    NP_CHECK_OK(np_close(s));
+    NP_CHECK_OK(np_listener_close(l));
+}
+
+static void t_short_read_short_of_queued_data(void)
+{
+    run(body_short_of_queued);
+}
+
 /* ---- serialised reads and writes, big writes --------------------------------------------------- */
 
 enum { SER_TASKS = 8, SER_BYTES = 1 << 20 };
@@ -675,6 +740,7 @@ NP_TEST_LIST(
     NP_CASE(t_emfile_on_accept),
     NP_CASE(t_half_close),
     NP_CASE(t_short_read_then_end_reset_or_data),
+    NP_CASE(t_short_read_short_of_queued_data),
     NP_CASE(t_concurrent_reads_and_writes),
     NP_CASE(t_wait_readable),
     NP_CASE(t_deadlines))
