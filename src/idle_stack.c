@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "context.h"
+#include "cpu_relax.h"
 #include "idle_stack.h"
 #include "np_assert.h"
 #include "sanitizer.h"
@@ -35,14 +35,6 @@ static void copy_words(void *dst, const void *src, size_t n)
     memcpy(dst, src, n);
 }
 #endif
-
-static size_t page_size(void)
-{
-    static size_t ps;
-    if (!ps)
-        ps = (size_t)sysconf(_SC_PAGESIZE);
-    return ps;
-}
 
 bool np__idle_stack_try_move(np__task *t, uint64_t seen)
 {
@@ -76,7 +68,7 @@ bool np__idle_stack_try_move(np__task *t, uint64_t seen)
     t->moved = copy;
     t->moved_at = lo;
     t->moved_len = len;
-    char *first = (char *)((uintptr_t)lo & ~(uintptr_t)(page_size() - 1));
+    char *first = (char *)((uintptr_t)lo & ~(uintptr_t)(np__page_size() - 1));
     /* Cannot fail on a private anonymous mapping of ours; if it did, the
      * pages would merely stay resident. */
     (void)madvise(first, (size_t)(hi - first), MADV_DONTNEED);
@@ -103,13 +95,8 @@ void np__idle_stack_resume_slow(np__task *t)
              * its CPU: then give ours up rather than spin through a slice. */
             if (spins >= 1000)
                 sched_yield();
-#if defined(__x86_64__)
             else
-                __builtin_ia32_pause();
-#elif defined(__aarch64__)
-            else
-                __asm__ volatile("yield");
-#endif
+                np__cpu_relax();
             w = atomic_load_explicit(&t->idle, memory_order_acquire);
             continue;
         case NP__IDLE_MOVED:

@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "cpu_relax.h"
 #include "idle_stack.h"
 #include "netpoll.h"
 #include "netpoll_driver.h"
@@ -191,16 +192,6 @@ void np__sched_get_stats(np__sched_stats *o)
     o->idle = atomic_load(&S.nidle);
     o->polling = atomic_load(&S.polling);
     o->started = (long)atomic_load(&S.started);
-}
-
-/* A spin-wait hint for the CPU. */
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
 }
 
 static void futex_wait(_Atomic uint32_t *word, uint32_t val)
@@ -858,7 +849,7 @@ static np__task *steal(worker *w)
             if (attempt == 3 && atomic_load_explicit(&v->runnext, memory_order_relaxed)) {
                 int64_t until = np_now() + 2 * NP_MICROSECOND;
                 while (atomic_load_explicit(&v->runnext, memory_order_relaxed) && np_now() < until)
-                    cpu_relax();
+                    np__cpu_relax();
                 np__task *t = atomic_exchange(&v->runnext, NULL);
                 if (t) {
                     atomic_fetch_add(&S.steals, 1);
@@ -1144,7 +1135,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
         stack = DEFAULT_STACK_SIZE;
     if (stack < MIN_STACK_SIZE || stack > MAX_STACK_SIZE)
         return -EINVAL;
-    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    size_t ps = np__page_size();
     stack = (stack + ps - 1) / ps * ps;
     if (nworkers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

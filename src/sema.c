@@ -3,6 +3,7 @@
 
 #include "sema.h"
 
+#include "cpu_relax.h"
 #include "np_assert.h"
 
 struct np__sema_node {
@@ -16,13 +17,8 @@ static void spin_lock(_Atomic int *l)
     for (;;) {
         if (!atomic_exchange_explicit(l, 1, memory_order_acquire))
             return;
-        while (atomic_load_explicit(l, memory_order_relaxed)) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#elif defined(__aarch64__)
-            __asm__ volatile("yield");
-#endif
-        }
+        while (atomic_load_explicit(l, memory_order_relaxed))
+            np__cpu_relax();
     }
 }
 

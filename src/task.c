@@ -10,7 +10,7 @@
 #include "sanitizer.h"
 #include "task.h"
 
-static size_t page_size(void)
+size_t np__page_size(void)
 {
     static size_t ps;
     if (!ps)
@@ -45,7 +45,7 @@ void np__task_free_struct(np__task *t)
 
 np__stack *np__stack_map(size_t stack_size)
 {
-    size_t ps = page_size();
+    size_t ps = np__page_size();
     size_t head = round_up(sizeof(np__stack), 64);
     /* The header shares the top page with the start of the stack, so a
      * shallow task touches one page, not two. */
@@ -92,7 +92,7 @@ void np__stack_unmap(np__stack *s)
 void np__stack_release_memory(np__stack *s)
 {
     /* Everything below the page holding the header. */
-    size_t ps = page_size();
+    size_t ps = np__page_size();
     char *lo = (char *)s->info.bottom;
     char *hi = (char *)((uintptr_t)s & ~(uintptr_t)(ps - 1));
     if (hi > lo)

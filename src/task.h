@@ -77,6 +77,9 @@ struct np__task {
     int target_worker;        /* test hook: migrate to this worker, -1 none */
 };
 
+/* The system's page size (cached). */
+size_t np__page_size(void);
+
 /* Task structs. */
 np__task *np__task_new_struct(void);        /* NULL on failure */
 void np__task_free_struct(np__task *t);

@@ -233,32 +233,31 @@ typedef struct late {
     _Atomic int failed;
 } late;
 
+/* From a plain thread: waits (polling: a move announces itself to nobody)
+ * until s's reader has parked and its stack page is gone. */
+static bool wait_moved_out(slot *s, int64_t until)
+{
+    while (!atomic_load(&s->parked_at) || resident(atomic_load(&s->frame_at))) {
+        if (np_now() > until)
+            return false;
+        usleep(1000);
+    }
+    return true;
+}
+
 static void *late_thread(void *arg)
 {
     late *L = arg;
-    slot *s0 = &L->w.s[0], *s1 = &L->w.s[1];
     int64_t until = np_now() + 10 * NP_SECOND;
-    /* Wait for the early reader and the main task to be moved out. */
-    while (!atomic_load(&s0->parked_at) || resident(atomic_load(&s0->frame_at)))
-        if (np_now() > until) {
-            atomic_store(&L->failed, 1);
-            goto out;
-        } else {
-            usleep(1000);
-        }
-    usleep(3 * 1000 * (useconds_t)(L->w.idle_ns / NP_MILLISECOND)); /* passes find nothing */
-    if (np_go(reader, s1) != 0) {
-        atomic_store(&L->failed, 2);
-        goto out;
-    }
-    while (!atomic_load(&s1->parked_at) || resident(atomic_load(&s1->frame_at)))
-        if (np_now() > until) {
+    if (!wait_moved_out(&L->w.s[0], until)) {
+        atomic_store(&L->failed, 1);
+    } else {
+        usleep(3 * 1000 * (useconds_t)(L->w.idle_ns / NP_MILLISECOND)); /* passes find nothing */
+        if (np_go(reader, &L->w.s[1]) != 0)
+            atomic_store(&L->failed, 2);
+        else if (!wait_moved_out(&L->w.s[1], until))
             atomic_store(&L->failed, 3);
-            break;
-        } else {
-            usleep(1000);
-        }
-out:;
+    }
     unsigned char b = 0;
     for (int i = 0; i < 2; i++) {
         b = (unsigned char)i;
