@@ -15,11 +15,16 @@ typedef struct shard {
     uint32_t len;              /* entries in heap */
     uint32_t cap;              /* room in heap */
     uint32_t bound;            /* timers bound to this shard (<= cap) */
-    _Atomic int64_t next;      /* key at the top, INT64_MAX when empty */
 } __attribute__((aligned(64))) shard;
 
 static shard *shards;
 static uint32_t nshards;
+
+/* Each shard's earliest key (INT64_MAX when empty), side by side rather
+ * than in the shards: the scheduler reads every one of them on each pass
+ * for work (np__timers_next), and a worker that has just woken from sleep
+ * finds eight shard lines gone cold where it would find one of these. */
+static _Atomic int64_t *shard_next;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void (*_Atomic kick_hook)(int64_t when);
 
@@ -32,11 +37,12 @@ static void create_shards(void)
     while (n < 4 * (uint32_t)(cpus > 0 ? cpus : 1) && n < 256)
         n *= 2;
     shards = calloc(n, sizeof *shards);
-    if (!shards)
+    shard_next = aligned_alloc(64, (n * sizeof *shard_next + 63) / 64 * 64);
+    if (!shards || !shard_next)
         NP__PANIC("timers: out of memory for %u shards", n);
     for (uint32_t i = 0; i < n; i++) {
         pthread_mutex_init(&shards[i].lock, NULL);
-        atomic_init(&shards[i].next, INT64_MAX);
+        atomic_init(&shard_next[i], INT64_MAX);
     }
     nshards = n;
 }
@@ -108,9 +114,21 @@ static void heap_remove(shard *s, np__timer *t)
         sift_down(s, i);
 }
 
+static inline _Atomic int64_t *next_of(const shard *s)
+{
+    return &shard_next[s - shards];
+}
+
+/* Only a change is stored: the line is shared by all shards and read by
+ * every worker, and most heap operations leave the top where it was. The
+ * Dekker handshake with a blocking poller (netpoll_driver.c) does not need
+ * the store either: a poller that read the old value already blocks until
+ * that same time. */
 static void publish_next(shard *s)
 {
-    atomic_store(&s->next, s->len ? s->heap[0]->key : INT64_MAX);
+    int64_t next = s->len ? s->heap[0]->key : INT64_MAX;
+    if (atomic_load_explicit(next_of(s), memory_order_relaxed) != next)
+        atomic_store(next_of(s), next);
 }
 
 /* ---- timers --------------------------------------------------------------- */
@@ -203,8 +221,9 @@ bool np__timer_stop(np__timer *t)
 
 static int64_t run_shard(shard *s, int64_t now, int *fired)
 {
-    if (atomic_load_explicit(&s->next, memory_order_relaxed) > now)
-        return atomic_load_explicit(&s->next, memory_order_relaxed);
+    int64_t next = atomic_load_explicit(next_of(s), memory_order_relaxed);
+    if (next > now)
+        return next;
     pthread_mutex_lock(&s->lock);
     while (s->len && s->heap[0]->key <= now) {
         np__timer *t = s->heap[0];
@@ -229,7 +248,7 @@ static int64_t run_shard(shard *s, int64_t now, int *fired)
         pthread_mutex_lock(&s->lock);
     }
     publish_next(s);
-    int64_t next = s->len ? s->heap[0]->key : INT64_MAX;
+    next = s->len ? s->heap[0]->key : INT64_MAX;
     pthread_mutex_unlock(&s->lock);
     return next;
 }
@@ -263,7 +282,7 @@ int64_t np__timers_next(void)
     pthread_once(&once, create_shards);
     int64_t next = INT64_MAX;
     for (uint32_t i = 0; i < nshards; i++) {
-        int64_t n = atomic_load(&shards[i].next);
+        int64_t n = atomic_load(&shard_next[i]);
         if (n < next)
             next = n;
     }

@@ -13,13 +13,21 @@
  *   server_cpu_ns       from the process CPU clock (clock_getcpuclockid(PID)),
  *                       nanosecond resolution — the figure run.sh reports;
  *   server_stat_cpu_ns  utime + stime from /proc/PID/stat (clock ticks), a
- *                       cross-check at 10 ms resolution.
+ *                       cross-check at 10 ms resolution;
+ * and of that, server_sys_ns_per_rt (stime alone, per round trip). Also,
+ * machine-wide, the TCP segments and delayed ACKs per round trip
+ * (tcp_segs_per_rt, delayed_acks_per_rt), which show when the kernel's
+ * own work per round trip changes with the load (see the end of main);
+ * the CPU of the kernel's softirq threads (ksoftirqd_pct), where some of
+ * that work runs; and other_pct, the machine's busy time charged to none
+ * of these: interference.
  *
  * Usage: load [-c CONNS] [-d SECONDS] [-w SECONDS] [-s SIZE] [-p PID] ADDRESS
  * Output: one line of key=value pairs. Exit status 1 on any error (connect
  * failure, short or wrong echo, server closing a connection).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -121,7 +129,10 @@ static int64_t server_cpu_clock(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int64_t server_cpu_stat(void) /* utime + stime, ns; -1 if unknown */
+/* utime + stime from /proc/PID/stat, ns; -1 if unknown. *sys_ns gets stime
+ * alone: the server's time in the kernel, which its own code cannot make
+ * cheaper (TCP, the socket calls, softirq work that interrupted it). */
+static int64_t server_cpu_stat(int64_t *sys_ns)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)server_pid);
@@ -137,8 +148,40 @@ static int64_t server_cpu_stat(void) /* utime + stime, ns; -1 if unknown */
      * majflt cmajflt utime(14) stime(15) */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (int64_t)((ut + st) * (1000000000ULL / (unsigned long long)hz));
+    unsigned long long tick = 1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK);
+    *sys_ns = (int64_t)(st * tick);
+    return (int64_t)((ut + st) * tick);
+}
+
+/* One counter of the machine's TCP statistics: FILE holds pairs of lines,
+ * "PREFIX: name name ..." then "PREFIX: value value ...". -1 if absent. */
+static int64_t tcp_counter(const char *file, const char *prefix, const char *name)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) return -1;
+    char names[4096], values[4096];
+    int64_t v = -1;
+    size_t plen = strlen(prefix);
+    while (v < 0 && fgets(names, sizeof names, f) && fgets(values, sizeof values, f)) {
+        if (strncmp(names, prefix, plen) != 0 || strncmp(values, prefix, plen) != 0) continue;
+        char *sn, *sv;
+        char *kn = strtok_r(names + plen, " \n", &sn), *kv = strtok_r(values + plen, " \n", &sv);
+        for (; kn && kv; kn = strtok_r(NULL, " \n", &sn), kv = strtok_r(NULL, " \n", &sv))
+            if (strcmp(kn, name) == 0) {
+                v = strtoll(kv, NULL, 10);
+                break;
+            }
+    }
+    fclose(f);
+    return v;
+}
+
+/* TCP segments sent and delayed ACKs, machine-wide (on a quiet machine,
+ * all of it this benchmark's loopback traffic, both directions). */
+static void tcp_counters(int64_t *segs, int64_t *delacks)
+{
+    *segs = tcp_counter("/proc/net/snmp", "Tcp:", "OutSegs");
+    *delacks = tcp_counter("/proc/net/netstat", "TcpExt:", "DelayedACKs");
 }
 
 /* Whole machine, from /proc/stat's "cpu" line (clock ticks, as ns): busy
@@ -158,6 +201,36 @@ static bool machine_cpu(int64_t *busy, int64_t *softirq)
     *busy = (int64_t)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * tick;
     *softirq = (int64_t)v[6] * tick;
     return true;
+}
+
+/* CPU time (ns) of the kernel's softirq threads, ksoftirqd/N: the packet
+ * and timer work the kernel defers to them under load (at 10,000
+ * connections, the delayed-ACK timers), done for this benchmark though
+ * charged to neither side; -1 if /proc cannot be read. */
+static int64_t ksoftirqd_cpu(void)
+{
+    DIR *d = opendir("/proc");
+    if (!d) return -1;
+    long long tick = 1000000000LL / sysconf(_SC_CLK_TCK);
+    int64_t sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        if (!open || !close || strncmp(open + 1, "ksoftirqd/", 10) != 0) continue;
+        unsigned long long ut, st;
+        if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+            sum += (int64_t)(ut + st) * tick;
+    }
+    closedir(d);
+    return sum;
 }
 
 static int64_t self_cpu(void)
@@ -270,7 +343,8 @@ int main(int argc, char **argv)
             have_server_clock = true;
             if (server_cpu_clock() < 0) have_server_clock = false;
         }
-        if (!have_server_clock && server_cpu_stat() < 0)
+        int64_t sys;
+        if (!have_server_clock && server_cpu_stat(&sys) < 0)
             fail("cannot read the CPU time of pid %d", (int)server_pid);
     }
 
@@ -317,24 +391,29 @@ int main(int argc, char **argv)
 
     int64_t warm_end = t0 + (int64_t)(warm * 1e9), m_start = 0, m_end = 0;
     int64_t cpu0 = 0, cpu1 = 0, st0 = 0, st1 = 0, self0 = 0, self1 = 0;
-    int64_t busy0 = 0, busy1 = 0, sirq0 = 0, sirq1 = 0;
+    int64_t busy0 = 0, busy1 = 0, sirq0 = 0, sirq1 = 0, sys0 = 0, sys1 = 0;
+    int64_t segs0 = 0, segs1 = 0, dack0 = 0, dack1 = 0, ksi0 = -1, ksi1 = -1;
     bool have_machine = true;
     struct epoll_event evs[MAXEV];
     for (;;) {
         int64_t now = now_ns();
         if (!measuring && now >= warm_end) {
             cpu0 = server_cpu_clock();
-            st0 = server_pid > 0 ? server_cpu_stat() : -1;
+            st0 = server_pid > 0 ? server_cpu_stat(&sys0) : -1;
+            tcp_counters(&segs0, &dack0);
             self0 = self_cpu();
             have_machine &= machine_cpu(&busy0, &sirq0);
+            ksi0 = ksoftirqd_cpu();
             m_start = now_ns();
             measuring = true;
         } else if (measuring && now >= m_start + (int64_t)(dur * 1e9)) {
             m_end = now_ns();
             cpu1 = server_cpu_clock();
-            st1 = server_pid > 0 ? server_cpu_stat() : -1;
+            st1 = server_pid > 0 ? server_cpu_stat(&sys1) : -1;
+            tcp_counters(&segs1, &dack1);
             self1 = self_cpu();
             have_machine &= machine_cpu(&busy1, &sirq1);
+            ksi1 = ksoftirqd_cpu();
             break;
         }
         int n = epoll_wait(ep, evs, MAXEV, 50);
@@ -360,17 +439,29 @@ int main(int argc, char **argv)
         printf(" server_cpu_ns=%lld server_cpu_pct=%.1f server_cpu_ns_per_rt=%.1f",
                (long long)cpu, 100.0 * (double)cpu / (double)(m_end - m_start),
                (double)cpu / (double)round_trips);
-        if (st0 >= 0 && st1 >= 0) printf(" server_stat_cpu_ns=%lld", (long long)(st1 - st0));
+        if (st0 >= 0 && st1 >= 0)
+            printf(" server_stat_cpu_ns=%lld server_sys_ns_per_rt=%.1f", (long long)(st1 - st0),
+                   (double)(sys1 - sys0) / (double)round_trips);
         if (have_machine) {
-            /* Busy time of the whole machine not charged to the server or
-             * to this program: other processes, i.e. interference (on a
-             * kernel with CONFIG_IRQ_TIME_ACCOUNTING also softirq time,
-             * which such a kernel charges to no process). */
+            /* Busy time of the whole machine not charged to the server, to
+             * this program or to the kernel's softirq threads: other
+             * processes, i.e. interference (on a kernel with
+             * CONFIG_IRQ_TIME_ACCOUNTING also softirq time, which such a
+             * kernel charges to no process). */
             double wall = (double)(m_end - m_start);
-            printf(" softirq_pct=%.1f other_pct=%.1f", 100.0 * (double)(sirq1 - sirq0) / wall,
-                   100.0 * (double)((busy1 - busy0) - cpu - (self1 - self0)) / wall);
+            int64_t ksi = ksi0 >= 0 && ksi1 >= 0 ? ksi1 - ksi0 : 0;
+            printf(" softirq_pct=%.1f ksoftirqd_pct=%.1f other_pct=%.1f",
+                   100.0 * (double)(sirq1 - sirq0) / wall, 100.0 * (double)ksi / wall,
+                   100.0 * (double)((busy1 - busy0) - cpu - (self1 - self0) - ksi) / wall);
         }
     }
+    /* Packets per round trip: 2 while each message's ACK rides on its
+     * answer; more once a message waits longer than the delayed-ACK timer
+     * (40 ms and up) and the kernel sends a bare ACK for it. */
+    if (segs0 >= 0 && segs1 >= 0)
+        printf(" tcp_segs_per_rt=%.2f", (double)(segs1 - segs0) / (double)round_trips);
+    if (dack0 >= 0 && dack1 >= 0)
+        printf(" delayed_acks_per_rt=%.2f", (double)(dack1 - dack0) / (double)round_trips);
     putchar('\n');
     fflush(stdout);
     for (int i = 0; i < conns; i++) close(cs[i].fd);
