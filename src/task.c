@@ -10,6 +10,12 @@
 #include "sanitizer.h"
 #include "task.h"
 
+#if !defined(NP_CONTEXT_UCONTEXT) && UINTPTR_MAX == UINT64_MAX
+/* The resume path's fields share the first line (see struct np__task). */
+_Static_assert(offsetof(np__task, target_worker) + sizeof(int) <= 64,
+               "np__task: the fields read to resume a task must fit its first cache line");
+#endif
+
 size_t np__page_size(void)
 {
     static size_t ps;

@@ -50,20 +50,27 @@ typedef struct np__stack {
 typedef struct np__task np__task;
 
 struct np__task {
+    /* The first cache line holds everything a worker reads to resume the
+     * task (the task struct is 64-byte aligned). With thousands of
+     * connections the struct is cold when its turn comes, and readying it
+     * (waiter.ops) has just brought this line in: the switch then costs
+     * no other miss on the struct. */
     np__waiter waiter;        /* first: how pds and timers ready this task */
     np__ctx ctx;              /* saved registers while not running */
     np__stackinfo stack;      /* the running stack, and the task's fiber */
     np__stack *stk;           /* NULL until the task first runs */
+    _Atomic uint64_t idle;    /* idle-stack park count and state (idle_stack.h) */
+    unsigned park_flags;      /* NP__PARK_* of the park in progress */
+    int target_worker;        /* test hook: migrate to this worker, -1 none */
+
     void (*fn)(void *);       /* entry point and its argument */
     void *arg;
     np__task *next;           /* run queues, free lists */
     np__commit_fn commit;     /* park in progress: run after switching away */
     void *commit_arg;
-    unsigned park_flags;      /* NP__PARK_* of that park */
 
-    /* Idle stacks (idle_stack.h): park count and state; where the moved
+    /* Idle stacks (idle_stack.h), beside `idle` above: where the moved
      * contents are; the word the sweeper saw first, and when. */
-    _Atomic uint64_t idle;
     uint64_t sweep_seen;
     int64_t sweep_seen_at;
     void *moved;
@@ -73,8 +80,6 @@ struct np__task {
     np__timer sleep_timer;    /* np_sleep */
     _Atomic uintptr_t sleep_sem; /* 0 idle, 1 fired, 2 waiting, or waiter */
     _Atomic uintptr_t sleep_seq;
-
-    int target_worker;        /* test hook: migrate to this worker, -1 none */
 };
 
 /* The system's page size (cached). */

@@ -15,20 +15,20 @@
 # 10% of its figure at 100.
 #
 # Environment: CONNS ("10 100 1000 10000"), SERVERS ("epoll netpoll go libuv
-#   libevent"), DURATION (3), WARMUP (1), REPEAT (1), SIZE (512), and those of
+#   libevent"), DURATION (3), WARMUP (1), REPEAT (3), SIZE (512), and those of
 #   bench/common.sh. Writes bench/results/scale.{md,dat,raw,targets}.
 set -euo pipefail
 notes_file=$(mktemp)
 # shellcheck source=../common.sh
 . "$(dirname "$0")/../common.sh"
 if [ "$QUICK" = 1 ]; then
-    : "${DURATION:=1}" "${WARMUP:=0.5}"
+    : "${DURATION:=1}" "${WARMUP:=0.5}" "${REPEAT:=1}"
 fi
 CONNS=${CONNS:-"10 100 1000 10000"}
 SERVERS=${SERVERS:-"epoll netpoll go libuv libevent"}
 DURATION=${DURATION:-3}
 WARMUP=${WARMUP:-1}
-REPEAT=${REPEAT:-1}
+REPEAT=${REPEAT:-3}
 SIZE=${SIZE:-512}
 tmp=$(mktemp -d)
 trap 'stop_server; rm -rf "$tmp" "$notes_file"' EXIT
