@@ -22,7 +22,18 @@
  * that work runs; and other_pct, the machine's busy time charged to none
  * of these: interference.
  *
- * Usage: load [-c CONNS] [-d SECONDS] [-w SECONDS] [-s SIZE] [-p PID] ADDRESS
+ * With -a ACTIVE (< CONNS), at most ACTIVE messages are in flight at once:
+ * when an echo completes, the next message goes to the connection that has
+ * waited longest since its last echo (a FIFO of idle connections), so every
+ * connection still carries traffic in turn and each server touches all of
+ * its per-connection state, but a message never queues behind CONNS - 1
+ * others. Without it every connection has a message in flight, and at
+ * 10,000 connections a message waits about 100 ms for its turn: past the
+ * kernel's delayed-ACK timer, which then sends bare ACKs (see the end of
+ * main) and makes the kernel, not the server, the larger part of what
+ * changes with the connection count.
+ *
+ * Usage: load [-c CONNS] [-a ACTIVE] [-d SECONDS] [-w SECONDS] [-s SIZE] [-p PID] ADDRESS
  * Output: one line of key=value pairs. Exit status 1 on any error (connect
  * failure, short or wrong echo, server closing a connection).
  */
@@ -61,6 +72,23 @@ static int      ep;
 static uint32_t size = 512;
 static bool     measuring;
 static uint64_t round_trips;
+
+/* With -a: the connections with no message in flight, oldest echo first. */
+static struct conn **idle_q;
+static int           idle_cap, idle_head, idle_len;
+
+static void idle_push(struct conn *c)
+{
+    idle_q[(idle_head + idle_len++) % idle_cap] = c;
+}
+
+static struct conn *idle_pop(void)
+{
+    struct conn *c = idle_q[idle_head];
+    idle_head = (idle_head + 1) % idle_cap;
+    idle_len--;
+    return c;
+}
 
 /* Latency histogram: values below 64 ns exact, then 32 buckets per power
  * of two (about 3% wide). */
@@ -299,6 +327,10 @@ static void on_readable(struct conn *c)
         round_trips++;
         hist[hidx((uint64_t)(now - c->t_send))]++;
     }
+    if (idle_q) { /* -a: this one rests, the longest-resting one goes */
+        idle_push(c);
+        c = idle_pop();
+    }
     send_next(c, now);
 }
 
@@ -318,12 +350,13 @@ static int dial(const struct addrinfo *ai)
 
 int main(int argc, char **argv)
 {
-    int conns = 100;
+    int conns = 100, active = 0;
     double dur = 5, warm = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "c:d:w:s:p:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:a:d:w:s:p:")) != -1) {
         switch (opt) {
         case 'c': conns = atoi(optarg); break;
+        case 'a': active = atoi(optarg); break;
         case 'd': dur = atof(optarg); break;
         case 'w': warm = atof(optarg); break;
         case 's': size = (uint32_t)atoi(optarg); break;
@@ -331,9 +364,9 @@ int main(int argc, char **argv)
         default: goto usage;
         }
     }
-    if (optind != argc - 1 || conns < 1 || dur <= 0 || warm < 0 || size < 8 || size > (1u << 24)) {
+    if (optind != argc - 1 || conns < 1 || active < 0 || dur <= 0 || warm < 0 || size < 8 || size > (1u << 24)) {
     usage:
-        fprintf(stderr, "usage: %s [-c CONNS] [-d SECONDS] [-w SECONDS] [-s SIZE>=8] [-p PID] "
+        fprintf(stderr, "usage: %s [-c CONNS] [-a ACTIVE] [-d SECONDS] [-w SECONDS] [-s SIZE>=8] [-p PID] "
                         "HOST:PORT\n", argv[0]);
         return 2;
     }
@@ -386,8 +419,15 @@ int main(int argc, char **argv)
     }
     freeaddrinfo(ai);
 
+    if (active >= conns) active = 0; /* every connection busy: the default */
+    if (active) {
+        idle_cap = conns;
+        idle_q = malloc((size_t)conns * sizeof *idle_q);
+        if (!idle_q) fail("out of memory");
+        for (int i = active; i < conns; i++) idle_push(&cs[i]);
+    }
     int64_t t0 = now_ns();
-    for (int i = 0; i < conns; i++) send_next(&cs[i], t0);
+    for (int i = 0; i < (active ? active : conns); i++) send_next(&cs[i], t0);
 
     int64_t warm_end = t0 + (int64_t)(warm * 1e9), m_start = 0, m_end = 0;
     int64_t cpu0 = 0, cpu1 = 0, st0 = 0, st1 = 0, self0 = 0, self1 = 0;
@@ -429,9 +469,9 @@ int main(int argc, char **argv)
     }
     double secs = (double)(m_end - m_start) / 1e9;
     if (round_trips == 0) fail("no round trip completed in the measured window");
-    printf("conns=%d size=%u seconds=%.3f round_trips=%llu rt_per_s=%.0f p50_us=%.1f p99_us=%.1f "
+    printf("conns=%d active=%d size=%u seconds=%.3f round_trips=%llu rt_per_s=%.0f p50_us=%.1f p99_us=%.1f "
            "client_cpu_pct=%.1f",
-           conns, size, secs, (unsigned long long)round_trips, (double)round_trips / secs,
+           conns, active ? active : conns, size, secs, (unsigned long long)round_trips, (double)round_trips / secs,
            percentile(0.50) / 1e3, percentile(0.99) / 1e3,
            100.0 * (double)(self1 - self0) / (double)(m_end - m_start));
     if (server_pid > 0) {

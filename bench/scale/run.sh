@@ -15,7 +15,9 @@
 # 10% of its figure at 100.
 #
 # Environment: CONNS ("10 100 1000 10000"), SERVERS ("epoll netpoll go libuv
-#   libevent"), DURATION (3), WARMUP (1), REPEAT (3), SIZE (512), and those of
+#   libevent"), DURATION (3), WARMUP (1), REPEAT (3), SIZE (512), ACTIVE
+#   (unset: every connection has a message in flight; N: at most N messages
+#   in flight, the connections taking turns; see load.c), and those of
 #   bench/common.sh. Writes bench/results/scale.{md,dat,raw,targets}.
 set -euo pipefail
 notes_file=$(mktemp)
@@ -60,7 +62,7 @@ for rep in $(seq "$REPEAT"); do
                 note "$s ($conns conns): $srv_err"
                 continue
             fi
-            if taskset -c "$LOAD_CPU" "$peers/load" -c "$conns" -d "$DURATION" -w "$WARMUP" \
+            if taskset -c "$LOAD_CPU" "$peers/load" -c "$conns" ${ACTIVE:+-a "$ACTIVE"} -d "$DURATION" -w "$WARMUP" \
                     -s "$SIZE" -p "$srv_pid" "$srv_addr" >"$tmp/out" 2>"$tmp/err"; then
                 echo "server=$s rep=$rep $(cat "$tmp/out")" >>"$tmp/raw"
             else
@@ -131,14 +133,16 @@ if [ -n "$r100" ] && [ -n "$r10k" ]; then
         -v g100="$(get netpoll 100 9)" -v g10k="$(get netpoll 10000 9)" \
         -v e100="$(get epoll 100 3)" -v e10k="$(get epoll 10000 3)" 'BEGIN {
         r = a / b
+        bound = (k100 != "-" && k10k != "-" && c100 > 0) ? c100 / (c100 + k10k - k100) : 0
+        verdict = r >= 0.9 ? "met" : (bound > 0 && bound < 0.9 ? "MISSED, out of reach in this run: the kernel alone caps it below 0.90 (see below)" : "MISSED")
         printf "- **scale**: netpoll round trips/s at 10,000 connections = %.0f, at 100 = %.0f: ratio %.2f (target ≥ 0.90, within 10%%): **%s**",
-            a, b, r, (r >= 0.9 ? "met" : "MISSED")
+            a, b, r, verdict
         if (e100 > 0 && e10k > 0) printf "; the hand-written epoll server in the same run: %.2f", e10k / e100
         if (k100 != "-" && k10k != "-" && c100 > 0) {
             printf ". The server'"'"'s kernel time per round trip went from %.0f to %.0f ns", k100, k10k
             if (g100 != "-" && g10k != "-") printf " (TCP segments per round trip %.2f → %.2f: past the delayed-ACK timer the kernel sends bare ACKs)", g100, g10k
             printf "; with netpoll'"'"'s own time per round trip unchanged from 100 connections, the ratio could reach at most %.2f",
-                c100 / (c100 + k10k - k100)
+                bound
         }
         printf "\n" }' >"$results/scale.targets"
 else
@@ -152,7 +156,9 @@ fi
 {
     echo "## Scale: echo round trips at 10 to 10,000 connections"
     echo
-    echo "${SIZE}-byte echo ping-pong, one message in flight per connection; server on CPU $SERVER_CPU \
+    if [ -n "${ACTIVE:-}" ]; then inflight="at most $ACTIVE messages in flight, the connections taking turns"
+    else inflight="one message in flight per connection"; fi
+    echo "${SIZE}-byte echo ping-pong, $inflight; server on CPU $SERVER_CPU \
 (netpoll: examples/echo_server -w 1; Go: GOMAXPROCS=1), load generator (bench/echo/load.c) on CPU $LOAD_CPU; \
 ${WARMUP} s warm-up, ${DURATION} s measured, median of $REPEAT run(s) by round trips/s. \
 Ratios (÷ epoll) are against the hand-written epoll server at the same connection count, same run. $(run_context)"
