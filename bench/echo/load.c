@@ -30,8 +30,8 @@
  * others. Without it every connection has a message in flight, and at
  * 10,000 connections a message waits about 100 ms for its turn: past the
  * kernel's delayed-ACK timer, which then sends bare ACKs (see the end of
- * main) and makes the kernel, not the server, the larger part of what
- * changes with the connection count.
+ * main). -a tells that queueing apart from the cost of the per-connection
+ * state going cold.
  *
  * Usage: load [-c CONNS] [-a ACTIVE] [-d SECONDS] [-w SECONDS] [-s SIZE] [-p PID] ADDRESS
  * Output: one line of key=value pairs. Exit status 1 on any error (connect
