@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../echo_accept.h"
+
 #define BUF 4096
 #define TIMEOUT (30 * NP_SECOND)
 
@@ -26,7 +28,7 @@ static int deadlines;
 
 static void serve(void *arg)
 {
-    np_conn c = {(uint64_t)(uintptr_t)arg};
+    np_conn c = bench_conn(arg);
     char buf[BUF];
     for (;;) {
         if (deadlines)
@@ -40,32 +42,6 @@ static void serve(void *arg)
             break;
     }
     np_close(c);
-}
-
-static void accept_loop(void *arg)
-{
-    (void)arg;
-    np_listener l;
-    int rc = np_listen(&l, "tcp", addr);
-    if (rc < 0) {
-        fprintf(stderr, "np_echo_deadline: listen %s: %s\n", addr, np_strerror(rc));
-        exit(1);
-    }
-    char name[128];
-    np_listener_addr(l, name, sizeof name);
-    printf("listening on %s\n", name);
-    fflush(stdout);
-    for (;;) {
-        np_conn c;
-        rc = np_accept(l, &c);
-        if (rc < 0) {
-            fprintf(stderr, "np_echo_deadline: accept: %s\n", np_strerror(rc));
-            np_sleep(100 * NP_MILLISECOND);
-            continue;
-        }
-        if (np_go(serve, (void *)(uintptr_t)c.id) < 0)
-            np_close(c);
-    }
 }
 
 int main(int argc, char **argv)
@@ -86,10 +62,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: np_echo_deadline [-d] [-w WORKERS] [ADDRESS]\n");
         return 2;
     }
-    int rc = np_run(&cfg, accept_loop, NULL);
-    if (rc < 0) {
-        fprintf(stderr, "np_echo_deadline: %s\n", np_strerror(rc));
-        return 1;
-    }
-    return 0;
+    bench_server srv = {"np_echo_deadline", addr, serve};
+    return bench_server_run(&srv, &cfg);
 }

@@ -27,6 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../echo_accept.h"
+
 #define BUF 4096
 
 static const char *addr = "127.0.0.1:0";
@@ -34,7 +36,7 @@ static int wait_mode;
 
 static void serve_buf(void *arg)
 {
-    np_conn c = {(uint64_t)(uintptr_t)arg};
+    np_conn c = bench_conn(arg);
     char buf[BUF];
     for (;;) {
         ssize_t n = np_read(c, buf, sizeof buf);
@@ -46,7 +48,7 @@ static void serve_buf(void *arg)
 
 static void serve_wait(void *arg)
 {
-    np_conn c = {(uint64_t)(uintptr_t)arg};
+    np_conn c = bench_conn(arg);
     for (;;) {
         if (np_wait_readable(c) < 0)
             break;
@@ -60,33 +62,6 @@ static void serve_wait(void *arg)
             break;
     }
     np_close(c);
-}
-
-static void accept_loop(void *arg)
-{
-    (void)arg;
-    np_listener l;
-    int rc = np_listen(&l, "tcp", addr);
-    if (rc < 0) {
-        fprintf(stderr, "np_idle_echo: listen %s: %s\n", addr, np_strerror(rc));
-        exit(1);
-    }
-    char name[128];
-    np_listener_addr(l, name, sizeof name);
-    printf("listening on %s\n", name);
-    fflush(stdout);
-    for (;;) {
-        np_conn c;
-        rc = np_accept(l, &c);
-        if (rc < 0) {
-            fprintf(stderr, "np_idle_echo: accept: %s\n", np_strerror(rc));
-            np_sleep(100 * NP_MILLISECOND);
-            continue;
-        }
-        /* np_conn is one 64-bit id: pass it by value, no allocation. */
-        if (np_go(wait_mode ? serve_wait : serve_buf, (void *)(uintptr_t)c.id) < 0)
-            np_close(c);
-    }
 }
 
 int main(int argc, char **argv)
@@ -113,10 +88,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: np_idle_echo [-m buf|wait] [-i MS] [-w WORKERS] [ADDRESS]\n");
         return 2;
     }
-    int rc = np_run(&cfg, accept_loop, NULL);
-    if (rc < 0) {
-        fprintf(stderr, "np_idle_echo: %s\n", np_strerror(rc));
-        return 1;
-    }
-    return 0;
+    bench_server srv = {"np_idle_echo", addr, wait_mode ? serve_wait : serve_buf};
+    return bench_server_run(&srv, &cfg);
 }
