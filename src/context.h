@@ -48,6 +48,28 @@ void *np__ctx_sp(const np__ctx *ctx);
 #define NP__CTX_KNOWS_SP 0
 #endif
 
+/* A hint, from a worker about to run other work first: start loading the
+ * top of ctx's saved stack (the registers a switch to it pops, and the
+ * frames it returns through) into the cache, and its page into the TLB.
+ * With thousands of tasks, a task's stack has gone cold by the time its
+ * turn comes, and the switch to it otherwise stalls on that first load.
+ * ctx may belong to a task another worker is starting or running: sp is
+ * read atomically (np__ctx_make stores it so) and only as an address to
+ * prefetch, which never faults. */
+#if defined(NP_CONTEXT_UCONTEXT)
+static inline void np__ctx_prefetch(const np__ctx *ctx)
+{
+    (void)ctx;
+}
+#else
+static inline void np__ctx_prefetch(const np__ctx *ctx)
+{
+    const char *sp = __atomic_load_n(&ctx->sp, __ATOMIC_RELAXED);
+    __builtin_prefetch(sp);
+    __builtin_prefetch(sp + 64);
+}
+#endif
+
 /* "asm-x86_64", "asm-aarch64" or "ucontext". */
 const char *np__ctx_kind(void);
 

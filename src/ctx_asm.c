@@ -9,7 +9,7 @@ void np__ctx_trampoline(void);
 
 void *np__ctx_sp(const np__ctx *ctx)
 {
-    return ctx->sp;
+    return __atomic_load_n(&ctx->sp, __ATOMIC_RELAXED);
 }
 
 #if defined(__x86_64__)
@@ -32,7 +32,7 @@ void np__ctx_make(np__ctx *ctx, void *lo, size_t size, void (*fn)(void *), void 
     sp[5] = 0;                 /* rbx */
     sp[6] = 0;                 /* rbp: ends frame-pointer walks */
     sp[7] = (uint64_t)np__ctx_trampoline;
-    ctx->sp = sp;
+    __atomic_store_n(&ctx->sp, (void *)sp, __ATOMIC_RELAXED); /* np__ctx_prefetch */
 }
 
 const char *np__ctx_kind(void)
@@ -52,7 +52,7 @@ void np__ctx_make(np__ctx *ctx, void *lo, size_t size, void (*fn)(void *), void 
     sp[10] = 0;                            /* x29 */
     sp[11] = (uint64_t)np__ctx_trampoline; /* x30 */
     sp[20] = 0;                            /* FPCR: default */
-    ctx->sp = sp;
+    __atomic_store_n(&ctx->sp, (void *)sp, __ATOMIC_RELAXED); /* np__ctx_prefetch */
 }
 
 const char *np__ctx_kind(void)

@@ -40,6 +40,18 @@ static inline bool np__runq_put(np__runq *q, np__task *t)
     return true;
 }
 
+/* Owner only: the task i places behind the head, or NULL, as a hint for
+ * prefetching: a thief may take it meanwhile. Task structs stay allocated
+ * while the runtime runs, so a stale answer is still a task. */
+static inline np__task *np__runq_peek(np__runq *q, uint32_t i)
+{
+    uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+    uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    if (tl - h <= i)
+        return NULL;
+    return atomic_load_explicit(&q->slot[(h + i) % NP__RUNQ_SIZE], memory_order_relaxed);
+}
+
 /* Owner only. */
 static inline np__task *np__runq_get(np__runq *q)
 {
