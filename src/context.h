@@ -50,9 +50,12 @@ void *np__ctx_sp(const np__ctx *ctx);
 
 /* A hint, from a worker about to run other work first: start loading the
  * top of ctx's saved stack (the registers a switch to it pops, and the
- * frames it returns through) into the cache, and its page into the TLB.
- * With thousands of tasks, a task's stack has gone cold by the time its
- * turn comes, and the switch to it otherwise stalls on that first load.
+ * frames it returns through) into the cache. With thousands of tasks, a
+ * task's stack has gone cold by the time its turn comes, and the switch
+ * to it otherwise stalls on that first load. The load then overlaps the
+ * other work; a page walk, when the stack's page has left the TLB, is
+ * still waited for here (a prefetch translates its address before it
+ * retires), which is why this is not done further ahead.
  * ctx may belong to a task another worker is starting or running: sp is
  * read atomically (np__ctx_make stores it so) and only as an address to
  * prefetch, which never faults. */
