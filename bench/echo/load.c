@@ -419,15 +419,15 @@ int main(int argc, char **argv)
     }
     freeaddrinfo(ai);
 
-    if (active >= conns) active = 0; /* every connection busy: the default */
-    if (active) {
+    if (active == 0 || active > conns) active = conns; /* default: every connection busy */
+    if (active < conns) {
         idle_cap = conns;
         idle_q = malloc((size_t)conns * sizeof *idle_q);
         if (!idle_q) fail("out of memory");
         for (int i = active; i < conns; i++) idle_push(&cs[i]);
     }
     int64_t t0 = now_ns();
-    for (int i = 0; i < (active ? active : conns); i++) send_next(&cs[i], t0);
+    for (int i = 0; i < active; i++) send_next(&cs[i], t0);
 
     int64_t warm_end = t0 + (int64_t)(warm * 1e9), m_start = 0, m_end = 0;
     int64_t cpu0 = 0, cpu1 = 0, st0 = 0, st1 = 0, self0 = 0, self1 = 0;
@@ -471,7 +471,7 @@ int main(int argc, char **argv)
     if (round_trips == 0) fail("no round trip completed in the measured window");
     printf("conns=%d active=%d size=%u seconds=%.3f round_trips=%llu rt_per_s=%.0f p50_us=%.1f p99_us=%.1f "
            "client_cpu_pct=%.1f",
-           conns, active ? active : conns, size, secs, (unsigned long long)round_trips, (double)round_trips / secs,
+           conns, active, size, secs, (unsigned long long)round_trips, (double)round_trips / secs,
            percentile(0.50) / 1e3, percentile(0.99) / 1e3,
            100.0 * (double)(self1 - self0) / (double)(m_end - m_start));
     if (server_pid > 0) {

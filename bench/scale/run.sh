@@ -138,7 +138,7 @@ if [ -n "$r100" ] && [ -n "$r10k" ]; then
         printf "- **scale**: netpoll round trips/s at 10,000 connections = %.0f, at 100 = %.0f: ratio %.2f (target ≥ 0.90, within 10%%): **%s**",
             a, b, r, verdict
         if (e100 > 0 && e10k > 0) printf "; the hand-written epoll server in the same run: %.2f", e10k / e100
-        if (k100 != "-" && k10k != "-" && c100 > 0) {
+        if (bound > 0) {
             printf ". The server'"'"'s kernel time per round trip went from %.0f to %.0f ns", k100, k10k
             if (g100 != "-" && g10k != "-") printf " (TCP segments per round trip %.2f → %.2f: bare ACKs, for messages whose ACK could not ride on the next message or answer in time)", g100, g10k
             printf "; with netpoll'"'"'s own time per round trip unchanged from 100 connections, the ratio could reach at most %.2f",
