@@ -64,9 +64,9 @@ CFLAGS=(-c -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 # variant name : its sources. The backend is one file; the wake unit is what
 # differs between the two variants.
 UNITS=(
-    "kqueue:src/poller_kqueue.c src/kqwake_user.c"
-    "kqueue_pipe:src/poller_kqueue.c src/kqwake_pipe.c src/wakefd_pipe.c"
-    "core:src/pollreg.c src/clock.c"
+    "kqueue:src/poller/poller_kqueue.c src/poller/kqwake_user.c"
+    "kqueue_pipe:src/poller/poller_kqueue.c src/poller/kqwake_pipe.c src/poller/wakefd_pipe.c"
+    "core:src/poller/pollreg.c src/base/clock.c"
 )
 
 failed=0

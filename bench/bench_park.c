@@ -10,11 +10,11 @@
  *   futex    baseline: a word per side; post = store 1 + FUTEX_WAKE (always,
  *            as the thread waiter does); wait = exchange 0, FUTEX_WAIT while 0
  *   eventfd  baseline: an eventfd per side; post = write 1, wait = read
- *   waiter   netpoll thread waiters (src/waiter.h): a one-word semaphore per
+ *   waiter   netpoll thread waiters (src/pd/waiter.h): a one-word semaphore per
  *            side (NIL / READY / parked waiter, the pd's protocol), wait =
  *            np__waiter_park with a commit that publishes the waiter,
  *            post = take the waiter out and np__waiter_ready it
- *   pd       netpoll poll descriptors (src/pd.h) on a socketpair, the kernel
+ *   pd       netpoll poll descriptors (src/pd/pd.h) on a socketpair, the kernel
  *            bypassed: wait = np__pd_wait(pd, READ), post = np__pd_ready(pd,
  *            NP__POLL_READ) as the poller would. READY persists until a wait
  *            consumes it, so no reset between rounds and no lost hand-off.
@@ -41,10 +41,10 @@
 #include <unistd.h>
 
 #include "netpoll.h"
-#include "netpoll_driver.h"
-#include "pd.h"
-#include "poller.h"
-#include "waiter.h"
+#include "pd/netpoll_driver.h"
+#include "pd/pd.h"
+#include "poller/poller.h"
+#include "pd/waiter.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 

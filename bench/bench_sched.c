@@ -13,11 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "context.h"
+#include "runtime/context.h"
 #include "netpoll.h"
-#include "pd.h"
-#include "poller.h"
-#include "scheduler.h"
+#include "pd/pd.h"
+#include "poller/poller.h"
+#include "runtime/scheduler.h"
 
 static long iters = 2000000;
 

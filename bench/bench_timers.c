@@ -1,4 +1,4 @@
-/* Timer costs per operation (src/timer.h), beside baselines measured in the
+/* Timer costs per operation (src/pd/timer.h), beside baselines measured in the
  * same run.
  *
  *   bench_timers [N...]        default: 10000 1000000
@@ -48,7 +48,7 @@
 #include <time.h>
 
 #include "netpoll.h"
-#include "timer.h"
+#include "pd/timer.h"
 
 #define HOUR (3600 * NP_SECOND)
 #define MINUTE (60 * NP_SECOND)
@@ -543,7 +543,7 @@ int main(int argc, char **argv)
         sizes[nsizes++] = 1000000;
     }
 
-    printf("# bench_timers: sharded 4-ary timer heaps (src/timer.c), %d CPU(s)\n", allowed_cpus());
+    printf("# bench_timers: sharded 4-ary timer heaps (src/pd/timer.c), %d CPU(s)\n", allowed_cpus());
     printf("Ratios are against baselines measured in this run; absolute ns are for reference.\n");
     become_multithreaded();
     int64_t start = mono_ns();

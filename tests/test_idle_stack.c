@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "idle_stack.h"
+#include "runtime/idle_stack.h"
 #include "netpoll.h"
 #include "np_test.h"
 

@@ -15,7 +15,7 @@
 
 #include "netpoll.h"
 #include "np_test.h"
-#include "sanitizer.h"
+#include "runtime/sanitizer.h"
 
 typedef void (*body_fn)(void);
 static void run_body(void *arg)

@@ -50,7 +50,7 @@
 
 #include "netpoll.h"
 #include "np_test.h"
-#include "pd.h"
+#include "pd/pd.h"
 
 #define SLACK (2 * NP_SECOND)
 #define FAR (10 * NP_SECOND)

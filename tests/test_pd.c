@@ -1,4 +1,4 @@
-/* Poll descriptors (src/pd.h) with thread waiters, driven by the poll
+/* Poll descriptors (src/pd/pd.h) with thread waiters, driven by the poll
  * thread: every transition of the semaphore, deadlines, close, reuse. */
 #include <fcntl.h>
 #include <pthread.h>
@@ -11,11 +11,11 @@
 #include <unistd.h>
 
 #include "netpoll.h"
-#include "netpoll_driver.h"
+#include "pd/netpoll_driver.h"
 #include "np_test.h"
-#include "pd.h"
-#include "poller.h"
-#include "waiter.h"
+#include "pd/pd.h"
+#include "poller/poller.h"
+#include "pd/waiter.h"
 
 typedef struct conn {
     int sv[2];

@@ -82,10 +82,10 @@
 #include <unistd.h>
 
 #include "netpoll.h"
-#include "netpoll_driver.h"
+#include "pd/netpoll_driver.h"
 #include "np_test.h"
-#include "pd.h"
-#include "waiter.h"
+#include "pd/pd.h"
+#include "pd/waiter.h"
 
 enum { R = 0, W = 1 }; /* direction index: read, write */
 

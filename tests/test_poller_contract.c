@@ -1,4 +1,4 @@
-/* The poller backend contract (src/poller.h), run unchanged against every
+/* The poller backend contract (src/poller/poller.h), run unchanged against every
  * backend built on the platform: ctest registers one program per backend,
  * each linked with that backend's objects. */
 #include <arpa/inet.h>
@@ -15,7 +15,7 @@
 
 #include "netpoll.h"
 #include "np_test.h"
-#include "poller.h"
+#include "poller/poller.h"
 
 #define CAP 64
 #define REGS 256

@@ -10,13 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "context.h"
+#include "runtime/context.h"
 #include "netpoll.h"
 #include "np_test.h"
-#include "pd.h"
-#include "poller.h"
-#include "sanitizer.h"
-#include "scheduler.h"
+#include "pd/pd.h"
+#include "poller/poller.h"
+#include "runtime/sanitizer.h"
+#include "runtime/scheduler.h"
 
 static np_config cfg_workers(int n)
 {

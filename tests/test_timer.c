@@ -1,4 +1,4 @@
-/* Timers (src/timer.h). Most cases drive time by hand: np__timers_run(now, NULL)
+/* Timers (src/pd/timer.h). Most cases drive time by hand: np__timers_run(now, NULL)
  * takes the clock as an argument, so "now" here is any number we like. */
 #include <malloc.h>
 #include <pthread.h>
@@ -7,7 +7,7 @@
 
 #include "netpoll.h"
 #include "np_test.h"
-#include "timer.h"
+#include "pd/timer.h"
 
 #define BASE ((int64_t)1000 * NP_SECOND) /* virtual time, far from 0 */
 

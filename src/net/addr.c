@@ -1,0 +1,233 @@
+/* Addresses. See addr.h. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "net/addr.h"
+#include "runtime/scheduler.h"
+#include "pd/sema.h"
+
+/* Splits "host:port" or "[host]:port". */
+static int split_host_port(const char *address, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon;
+    const char *h = address;
+    size_t hlen;
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        h = address + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(address, ':');
+        if (!colon)
+            return -EINVAL;
+        hlen = (size_t)(colon - address);
+        if (memchr(address, ':', hlen)) /* a bare IPv6 literal needs brackets */
+            return -EINVAL;
+    }
+    const char *p = colon + 1;
+    size_t plen = strlen(p);
+    if (hlen >= hcap || plen == 0 || plen >= pcap)
+        return -EINVAL;
+    for (size_t i = 0; i < plen; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return -EINVAL;
+    if (atol(p) > 65535)
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    memcpy(port, p, plen + 1);
+    return 0;
+}
+
+/* ---- looking names up off the workers ------------------------------------- */
+
+typedef struct lookup {
+    char host[256];
+    char port[8];
+    struct addrinfo hints;
+    struct addrinfo *res;
+    int rc;
+    np__oneshot done;
+} lookup;
+
+static void *lookup_thread(void *arg)
+{
+    lookup *l = arg;
+    l->rc = getaddrinfo(l->host, l->port, &l->hints, &l->res);
+    np__oneshot_fire(&l->done);
+    return NULL;
+}
+
+static int gai_to_errno(int rc)
+{
+    switch (rc) {
+    case 0:
+        return 0;
+    case EAI_NONAME:
+    case EAI_NODATA:
+        return -ENOENT;
+    case EAI_FAMILY:
+    case EAI_ADDRFAMILY:
+        return -EAFNOSUPPORT;
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_AGAIN:
+        return -EAGAIN;
+    default:
+        return -EINVAL;
+    }
+}
+
+/* getaddrinfo may block for seconds on DNS: never on a worker. A numeric
+ * host is parsed at once; a name is looked up on a short-lived thread while
+ * the task parks. */
+static int lookup_host(const char *host, const char *port, int family, bool passive,
+                       struct addrinfo **res)
+{
+    struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
+    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
+    if (rc != EAI_NONAME || !host[0])
+        return gai_to_errno(rc);
+    if (!np__sched_current_task()) {
+        hints.ai_flags &= ~AI_NUMERICHOST;
+        return gai_to_errno(getaddrinfo(host, port, &hints, res));
+    }
+    lookup *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    snprintf(l->host, sizeof l->host, "%s", host);
+    snprintf(l->port, sizeof l->port, "%s", port);
+    l->hints = hints;
+    l->hints.ai_flags &= ~AI_NUMERICHOST;
+    np__oneshot_arm(&l->done);
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int err = pthread_create(&th, &attr, lookup_thread, l);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        free(l);
+        return -err;
+    }
+    np__oneshot_wait(&l->done);
+    rc = gai_to_errno(l->rc);
+    *res = l->res;
+    free(l);
+    return rc;
+}
+
+int np__resolve(const char *network, const char *address, bool passive, np__addrs *out)
+{
+    out->n = 0;
+    if (!network || !address)
+        return -EINVAL;
+    if (strcmp(network, "unix") == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&out->sa[0];
+        size_t len = strlen(address);
+        if (len == 0 || len >= sizeof un->sun_path)
+            return -EINVAL;
+        memset(un, 0, sizeof *un);
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, address, len);
+        if (address[0] == '@') /* Linux abstract namespace */
+            un->sun_path[0] = 0;
+        out->len[0] = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+                                  (address[0] == '@' ? 0 : 1));
+        out->n = 1;
+        return 0;
+    }
+    int family;
+    if (strcmp(network, "tcp") == 0)
+        family = AF_UNSPEC;
+    else if (strcmp(network, "tcp4") == 0)
+        family = AF_INET;
+    else if (strcmp(network, "tcp6") == 0)
+        family = AF_INET6;
+    else
+        return -EINVAL;
+    char host[256], port[8];
+    int rc = split_host_port(address, host, sizeof host, port, sizeof port);
+    if (rc < 0)
+        return rc;
+    /* "tcp" with no host listens on every interface, IPv6 and IPv4 both
+     * (a dual-stack socket) where IPv6 exists. */
+    if (passive && !host[0] && family == AF_UNSPEC)
+        family = AF_INET6;
+    struct addrinfo *res = NULL;
+    rc = lookup_host(host, port, family, passive, &res);
+    if (rc == -EAFNOSUPPORT && passive && !host[0] && strcmp(network, "tcp") == 0)
+        rc = lookup_host(host, port, AF_INET, passive, &res);
+    if (rc < 0)
+        return rc;
+    for (struct addrinfo *ai = res; ai && out->n < NP__MAX_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof out->sa[0])
+            continue;
+        memcpy(&out->sa[out->n], ai->ai_addr, ai->ai_addrlen);
+        out->len[out->n] = ai->ai_addrlen;
+        out->n++;
+    }
+    freeaddrinfo(res);
+    return out->n ? 0 : -ENOENT;
+}
+
+int np__format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
+{
+    char tmp[INET6_ADDRSTRLEN + 16];
+    int n;
+    if (!buf && cap)
+        return -EINVAL;
+    switch (sa->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        n = snprintf(tmp, sizeof tmp, "%s:%u", ip, ntohs(in->sin_port));
+        break;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        n = snprintf(tmp, sizeof tmp, "[%s]:%u", ip, ntohs(in6->sin6_port));
+        break;
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+        size_t plen = len > offsetof(struct sockaddr_un, sun_path)
+                          ? len - offsetof(struct sockaddr_un, sun_path)
+                          : 0;
+        if (plen > 0 && un->sun_path[0] == 0) { /* abstract: shown with '@' */
+            if (plen + 1 > cap)
+                return -ENOSPC;
+            buf[0] = '@';
+            memcpy(buf + 1, un->sun_path + 1, plen - 1);
+            buf[plen] = 0;
+            return 0;
+        }
+        size_t l = strnlen(un->sun_path, plen);
+        if (l + 1 > cap)
+            return -ENOSPC;
+        memcpy(buf, un->sun_path, l);
+        buf[l] = 0;
+        return 0;
+    }
+    default:
+        return -EAFNOSUPPORT;
+    }
+    if (n < 0 || (size_t)n + 1 > cap)
+        return -ENOSPC;
+    memcpy(buf, tmp, (size_t)n + 1);
+    return 0;
+}

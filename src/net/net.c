@@ -1,0 +1,521 @@
+/* The net API: listeners, connections, the I/O loops and deadlines.
+ *
+ * Every I/O loop has the same shape, Go's:
+ *
+ *     lock the direction (serialises readers, or writers), reset the pd
+ *     loop: try the syscall (non-blocking)
+ *           EINTR  -> retry
+ *           EAGAIN -> wait on the pd (deadline, close, readiness); retry
+ *           else   -> done
+ *     unlock (the last reference after a close closes the fd)
+ *
+ * errno is read right after the syscall, before anything can switch tasks:
+ * after a wait the task may be running on another thread, with another
+ * errno.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "net/addr.h"
+#include "net/fd.h"
+#include "netpoll.h"
+#include "pd/pd.h"
+#include "poller/poller.h"
+#include "runtime/scheduler.h"
+
+static bool in_task(void)
+{
+    return np__sched_current_task() != NULL;
+}
+
+static void set_nodelay(int s, int family)
+{
+    if (family == AF_INET || family == AF_INET6) {
+        int one = 1;
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+}
+
+/* ---- listeners ---------------------------------------------------------------- */
+
+static int listen_on(const struct sockaddr *sa, socklen_t len, int reuse_port, np__fd **out,
+                     uint64_t *id)
+{
+    int s = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -errno;
+    int one = 1, zero = 0, rc;
+    if (sa->sa_family != AF_UNIX) {
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (reuse_port && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+    }
+    if (sa->sa_family == AF_INET6) { /* "tcp" on [::] serves IPv4 too */
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        int v6only = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof one);
+    }
+    if (bind(s, sa, len) < 0 || listen(s, 4096) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = np__fd_new(s, NP__FD_LISTENER, sa->sa_family, out, id);
+    if (rc < 0)
+        goto fail;
+    return 0;
+fail:
+    close(s);
+    return rc;
+}
+
+int np_listen_reuseport(np_listener *out, const char *network, const char *address, int reuse_port)
+{
+    if (!out)
+        return -EINVAL;
+    out->id = 0;
+    np__addrs addrs;
+    int rc = np__resolve(network, address, true, &addrs);
+    if (rc < 0)
+        return rc;
+    np__fd *fd = NULL;
+    uint64_t id = 0;
+    for (int i = 0; i < addrs.n; i++) {
+        rc = listen_on((struct sockaddr *)&addrs.sa[i], addrs.len[i], reuse_port, &fd, &id);
+        if (rc == 0)
+            break;
+    }
+    if (rc < 0)
+        return rc;
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&addrs.sa[0];
+    if (fd->family == AF_UNIX && un->sun_path[0]) /* a file: removed at close */
+        fd->unlink_path = strdup(un->sun_path);
+    np__fd_decref(fd);
+    out->id = id;
+    return 0;
+}
+
+int np_listen(np_listener *out, const char *network, const char *address)
+{
+    return np_listen_reuseport(out, network, address, 0);
+}
+
+int np_listener_addr(np_listener l, char *buf, size_t len)
+{
+    np__fd *fd = np__fd_get(l.id, NP__FD_LISTENER);
+    if (!fd)
+        return -EBADF;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int rc = getsockname(fd->sysfd, (struct sockaddr *)&ss, &sl) < 0 ? -errno : 0;
+    np__fd_decref(fd);
+    return rc ? rc : np__format_addr((struct sockaddr *)&ss, sl, buf, len);
+}
+
+int np_accept(np_listener l, np_conn *out)
+{
+    if (!out)
+        return -EINVAL;
+    out->id = 0;
+    if (!in_task())
+        return -EPERM;
+    np__fd *fd = np__fd_get(l.id, NP__FD_LISTENER);
+    if (!fd)
+        return -EBADF;
+    if (!np__fd_lock(fd, true)) {
+        np__fd_decref(fd);
+        return -ECANCELED;
+    }
+    np__fd_decref(fd); /* the lock holds a reference of its own */
+    int rc = np__pd_reset(fd->pd, NP__PD_READ);
+    int s = -1;
+    while (rc == 0) {
+        s = accept4(fd->sysfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (s >= 0)
+            break;
+        int err = errno;
+        if (err == EINTR || err == ECONNABORTED)
+            continue;
+        if (err == EAGAIN) {
+            rc = np__pd_wait(fd->pd, NP__PD_READ);
+            continue;
+        }
+        /* EMFILE / ENFILE and the rest: reported; the listener stays as it
+         * is, and the pending connection stays queued for a later call. */
+        rc = -err;
+    }
+    int family = fd->family;
+    np__fd_unlock(fd, true);
+    if (rc < 0)
+        return rc;
+    set_nodelay(s, family);
+    np__fd *c;
+    uint64_t id;
+    rc = np__fd_new(s, NP__FD_CONN, family, &c, &id);
+    if (rc < 0) {
+        close(s);
+        return rc;
+    }
+    np__fd_decref(c);
+    out->id = id;
+    return 0;
+}
+
+int np_listener_set_deadline(np_listener l, int64_t deadline)
+{
+    np__fd *fd = np__fd_get(l.id, NP__FD_LISTENER);
+    if (!fd)
+        return -EBADF;
+    np__pd_set_deadline(fd->pd, deadline, NP__PD_READ);
+    np__fd_decref(fd);
+    return 0;
+}
+
+int np_listener_close(np_listener l)
+{
+    np__fd *fd = np__fd_get(l.id, NP__FD_LISTENER);
+    if (!fd)
+        return -EBADF;
+    return np__fd_close(fd);
+}
+
+/* ---- dialing ----------------------------------------------------------------------- */
+
+/* Connects one socket; the fd has a pd and a reference on success. */
+static int dial_one(const struct sockaddr *sa, socklen_t len, int64_t deadline, np__fd **out,
+                    uint64_t *id)
+{
+    int s = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -errno;
+    set_nodelay(s, sa->sa_family);
+    int rc = 0;
+    if (connect(s, sa, len) < 0) {
+        int err = errno;
+        if (err != EINPROGRESS && err != EINTR && err != EAGAIN) {
+            close(s);
+            return -err;
+        }
+        rc = 1; /* in progress */
+    }
+    np__fd *fd;
+    int err = np__fd_new(s, NP__FD_CONN, sa->sa_family, &fd, id);
+    if (err < 0) {
+        close(s);
+        return err;
+    }
+    if (rc == 1) {
+        np__pd_set_deadline(fd->pd, deadline, NP__PD_WRITE);
+        /* No reset here (unlike the I/O loops, which reset and then try
+         * the syscall): the connection may have completed before the fd
+         * was registered, and the poller's report of that, possibly
+         * delivered already, is the only one there will be. A new pd
+         * starts with no stale readiness to clear. */
+        rc = 0;
+        for (;;) {
+            rc = np__pd_wait(fd->pd, NP__PD_WRITE);
+            if (rc < 0)
+                break;
+            /* Wake-ups can be spurious: SO_ERROR says how it went, and a
+             * socket with no error may simply not be connected yet. */
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if (getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+                soerr = errno;
+            if (soerr == 0) {
+                struct sockaddr_storage peer;
+                socklen_t pl = sizeof peer;
+                if (getpeername(s, (struct sockaddr *)&peer, &pl) == 0) {
+                    rc = 0;
+                    break;
+                }
+                if (errno != ENOTCONN) {
+                    rc = -errno;
+                    break;
+                }
+                continue;
+            }
+            if (soerr != EINPROGRESS && soerr != EALREADY && soerr != EINTR) {
+                rc = -soerr;
+                break;
+            }
+        }
+        np__pd_set_deadline(fd->pd, 0, NP__PD_WRITE); /* the dial's, not the conn's */
+    }
+    if (rc < 0) {
+        np__fd_close(fd); /* drops our reference: the socket is closed */
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+int np_dial(np_conn *out, const char *network, const char *address, int64_t deadline)
+{
+    if (!out)
+        return -EINVAL;
+    out->id = 0;
+    if (!in_task())
+        return -EPERM;
+    np__addrs addrs;
+    int rc = np__resolve(network, address, false, &addrs);
+    if (rc < 0)
+        return rc;
+    if (deadline != 0 && deadline <= np_now())
+        return -ETIMEDOUT;
+    for (int i = 0; i < addrs.n; i++) { /* each address in turn, as Go */
+        np__fd *fd = NULL;
+        uint64_t id = 0;
+        rc = dial_one((struct sockaddr *)&addrs.sa[i], addrs.len[i], deadline, &fd, &id);
+        if (rc == 0) {
+            np__fd_decref(fd);
+            out->id = id;
+            return 0;
+        }
+        if (rc == -ETIMEDOUT)
+            break;
+    }
+    return rc;
+}
+
+/* ---- reading and writing ---------------------------------------------------------------- */
+
+/* Starts an I/O call: the connection, locked in one direction, or an error. */
+static int io_begin(np_conn c, bool read, np__fd **out)
+{
+    if (!in_task())
+        return -EPERM;
+    np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
+    if (!fd)
+        return -EBADF;
+    bool locked = np__fd_lock(fd, read);
+    np__fd_decref(fd);
+    if (!locked)
+        return -ECANCELED; /* closed while we queued behind another call */
+    /* After a short read, np_read waits first: keep what the poller said. */
+    int rc = read && fd->read_drained ? np__pd_check(fd->pd, NP__PD_READ)
+                                      : np__pd_reset(fd->pd, read ? NP__PD_READ : NP__PD_WRITE);
+    if (rc < 0) {
+        np__fd_unlock(fd, read);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* A read that returned less than asked for emptied the socket's receive
+ * queue, so the next read would very likely fail with EAGAIN: it waits for
+ * the poller's word first instead (libuv does the same). Nothing is lost
+ * that way:
+ *   - data that arrives after that short read raises a new readiness event
+ *     (epoll and kqueue report every arrival on a stream socket; the poll
+ *     backend looks at the level); data that came before it was part of it;
+ *   - the end of the stream or an error is not data: it may have come with
+ *     the last bytes, and no event follows it. But its event set the pd's
+ *     sticky read-ended bit, looked at below, before it set READY, which
+ *     this read keeps (np__pd_check, not np__pd_reset): a reader that looks
+ *     too early finds READY, or is woken. TCP urgent data, at whose mark a
+ *     read stops short of what is queued, sets the same bit (EPOLLPRI);
+ *   - Unix stream sockets and backends that cannot promise the above
+ *     (short_read_waits) always try the socket first.
+ * At worst, a stale readiness costs the one EAGAIN saved. */
+static bool short_read_waits(const np__fd *fd)
+{
+    /* A Unix stream read also stops short at a message carrying descriptors
+     * or credentials, or at out-of-band data, and nothing is reported then. */
+    return np__poller_short_read_waits && fd->family != AF_UNIX;
+}
+
+ssize_t np_read(np_conn c, void *buf, size_t len)
+{
+    np__fd *fd;
+    int rc = io_begin(c, true, &fd);
+    if (rc < 0)
+        return rc;
+    bool drained = fd->read_drained && !np__pd_read_ended(fd->pd);
+    fd->read_drained = false;
+    ssize_t n;
+    for (;;) {
+        if (len == 0) {
+            n = 0;
+            break;
+        }
+        if (drained) {
+            drained = false;
+            rc = np__pd_wait(fd->pd, NP__PD_READ);
+            if (rc < 0) {
+                n = rc;
+                break;
+            }
+        }
+        n = recv(fd->sysfd, buf, len, 0);
+        if (n >= 0) {
+            fd->read_drained = n > 0 && (size_t)n < len && short_read_waits(fd);
+            break;
+        }
+        int err = errno;
+        if (err == EINTR)
+            continue;
+        if (err == EAGAIN) {
+            rc = np__pd_wait(fd->pd, NP__PD_READ);
+            if (rc == 0)
+                continue;
+            n = rc;
+            break;
+        }
+        n = -err;
+        break;
+    }
+    np__fd_unlock(fd, true);
+    return n;
+}
+
+ssize_t np_write(np_conn c, const void *buf, size_t len)
+{
+    np__fd *fd;
+    int rc = io_begin(c, false, &fd);
+    if (rc < 0)
+        return rc;
+    size_t done = 0;
+    ssize_t result;
+    for (;;) {
+        if (done == len) {
+            result = (ssize_t)len;
+            break;
+        }
+        ssize_t n = send(fd->sysfd, (const char *)buf + done, len - done, MSG_NOSIGNAL);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        int err = n < 0 ? errno : EAGAIN;
+        if (err == EINTR)
+            continue;
+        if (err == EAGAIN) {
+            rc = np__pd_wait(fd->pd, NP__PD_WRITE);
+            if (rc == 0)
+                continue;
+            err = -rc;
+        }
+        /* Stopped: report what went out; the next call reports why. */
+        result = done > 0 ? (ssize_t)done : -err;
+        break;
+    }
+    np__fd_unlock(fd, false);
+    return result;
+}
+
+int np_wait_readable(np_conn c)
+{
+    np__fd *fd;
+    int rc = io_begin(c, true, &fd);
+    if (rc < 0)
+        return rc;
+    /* It looks (MSG_PEEK) before it waits and consumes any readiness it
+     * waits for: the read after it must try the socket first. */
+    fd->read_drained = false;
+    for (;;) {
+        char b;
+        ssize_t n = recv(fd->sysfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n >= 0)
+            break; /* data, or end of stream */
+        int err = errno;
+        if (err == EINTR)
+            continue;
+        if (err != EAGAIN)
+            break; /* an error is waiting: the read will report it */
+        rc = np__pd_wait(fd->pd, NP__PD_READ);
+        if (rc < 0)
+            break;
+    }
+    np__fd_unlock(fd, true);
+    return rc;
+}
+
+/* ---- deadlines, close, addresses ------------------------------------------------------------- */
+
+static int set_deadline(np_conn c, int64_t deadline, int mode)
+{
+    np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
+    if (!fd)
+        return -EBADF;
+    np__pd_set_deadline(fd->pd, deadline, mode);
+    np__fd_decref(fd);
+    return 0;
+}
+
+int np_set_deadline(np_conn c, int64_t deadline)
+{
+    return set_deadline(c, deadline, NP__PD_BOTH);
+}
+
+int np_set_read_deadline(np_conn c, int64_t deadline)
+{
+    return set_deadline(c, deadline, NP__PD_READ);
+}
+
+int np_set_write_deadline(np_conn c, int64_t deadline)
+{
+    return set_deadline(c, deadline, NP__PD_WRITE);
+}
+
+int np_close(np_conn c)
+{
+    np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
+    if (!fd)
+        return -EBADF;
+    return np__fd_close(fd);
+}
+
+int np_close_write(np_conn c)
+{
+    np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
+    if (!fd)
+        return -EBADF;
+    int rc = shutdown(fd->sysfd, SHUT_WR) < 0 ? -errno : 0;
+    np__fd_decref(fd);
+    return rc;
+}
+
+static int conn_addr(np_conn c, char *buf, size_t len, bool peer)
+{
+    np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
+    if (!fd)
+        return -EBADF;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int r = peer ? getpeername(fd->sysfd, (struct sockaddr *)&ss, &sl)
+                 : getsockname(fd->sysfd, (struct sockaddr *)&ss, &sl);
+    int rc = r < 0 ? -errno : 0;
+    np__fd_decref(fd);
+    return rc ? rc : np__format_addr((struct sockaddr *)&ss, sl, buf, len);
+}
+
+int np_local_addr(np_conn c, char *buf, size_t len)
+{
+    return conn_addr(c, buf, len, false);
+}
+
+int np_remote_addr(np_conn c, char *buf, size_t len)
+{
+    return conn_addr(c, buf, len, true);
+}
+
+int np_conn_fd(np_conn c)
+{
+    np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
+    if (!fd)
+        return -EBADF;
+    int s = fd->sysfd;
+    np__fd_decref(fd);
+    return s;
+}

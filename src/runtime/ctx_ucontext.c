@@ -1,0 +1,50 @@
+/* Portable contexts: makecontext/swapcontext. Slower (swapcontext saves the
+ * signal mask with a syscall) but available on any POSIX target. */
+#include <stdint.h>
+
+#include "runtime/context.h"
+#include "base/np_assert.h"
+
+/* makecontext passes int arguments only: split the pointers. */
+static void entry(unsigned fhi, unsigned flo, unsigned ahi, unsigned alo)
+{
+    void (*fn)(void *) = (void (*)(void *))(((uintptr_t)fhi << 32) | flo);
+    void *arg = (void *)(((uintptr_t)ahi << 32) | alo);
+    fn(arg);
+    NP__PANIC("task entry returned");
+}
+
+void np__ctx_make(np__ctx *ctx, void *lo, size_t size, void (*fn)(void *), void *arg)
+{
+    if (getcontext(&ctx->uc) != 0)
+        NP__PANIC("getcontext failed");
+    ctx->uc.uc_stack.ss_sp = lo;
+    ctx->uc.uc_stack.ss_size = size;
+    ctx->uc.uc_link = NULL;
+    uint64_t f = (uint64_t)(uintptr_t)fn, a = (uint64_t)(uintptr_t)arg;
+    makecontext(&ctx->uc, (void (*)(void))entry, 4, (unsigned)(f >> 32), (unsigned)f,
+                (unsigned)(a >> 32), (unsigned)a);
+}
+
+void np__ctx_switch(np__ctx *from, np__ctx *to)
+{
+    if (swapcontext(&from->uc, &to->uc) != 0)
+        NP__PANIC("swapcontext failed");
+}
+
+void *np__ctx_sp(const np__ctx *ctx)
+{
+#if defined(__x86_64__)
+    return (void *)ctx->uc.uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (void *)ctx->uc.uc_mcontext.sp;
+#else
+    (void)ctx;
+    return NULL;
+#endif
+}
+
+const char *np__ctx_kind(void)
+{
+    return "ucontext";
+}

@@ -1,0 +1,120 @@
+/* Idle stacks: moving a parked task's stack out and back. See idle_stack.h
+ * for the states; the policy (which tasks, when) is the scheduler's. */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "runtime/context.h"
+#include "base/cpu_relax.h"
+#include "runtime/idle_stack.h"
+#include "base/np_assert.h"
+#include "runtime/sanitizer.h"
+
+/* Below the saved stack pointer, the x86-64 ABI lets a function keep data
+ * (the red zone); keep it with the rest. */
+#define BELOW_SP 128
+
+static _Atomic int64_t moved_bytes;
+static _Atomic unsigned long moves;
+
+/* A parked stack carries AddressSanitizer's poisoned red zones between its
+ * frames, and the instrumented memcpy would report reading them: copy word by
+ * word, uninstrumented, in that build. Both ends are 8-byte aligned. */
+#ifdef NP_ASAN
+__attribute__((no_sanitize_address)) static void copy_words(void *dst, const void *src, size_t n)
+{
+    volatile uint64_t *d = dst;
+    const volatile uint64_t *s = src;
+    for (size_t i = 0; i < n / 8; i++)
+        d[i] = s[i];
+}
+#else
+static void copy_words(void *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+#endif
+
+bool np__idle_stack_try_move(np__task *t, uint64_t seen)
+{
+    if (NP__IDLE_STATE(seen) != NP__IDLE_PARKED)
+        return false;
+    uint64_t moving = (seen & ~(uint64_t)3) | NP__IDLE_MOVING;
+    if (!atomic_compare_exchange_strong_explicit(&t->idle, &seen, moving, memory_order_acquire,
+                                                 memory_order_relaxed))
+        return false; /* resumed since the last pass */
+    /* Only now, after the acquire that pairs with the parker's release, are
+     * the saved stack pointer and the stack of this park visible. */
+    np__stack *st = t->stk;
+    char *sp = np__ctx_sp(&t->ctx);
+    if (!st || !sp) {
+        atomic_store_explicit(&t->idle, seen, memory_order_release);
+        return false;
+    }
+    /* From the saved stack pointer (less the red zone) to the end of the
+     * mapping: the frames, and the stack's own header at the top. */
+    char *lo = sp - BELOW_SP;
+    if (lo < (char *)st->info.bottom)
+        lo = (char *)st->info.bottom;
+    char *hi = (char *)st->map + st->map_size;
+    size_t len = (size_t)(hi - lo);
+    void *copy = malloc(len);
+    if (!copy) {
+        atomic_store_explicit(&t->idle, seen, memory_order_release);
+        return false;
+    }
+    copy_words(copy, lo, len);
+    t->moved = copy;
+    t->moved_at = lo;
+    t->moved_len = len;
+    char *first = (char *)((uintptr_t)lo & ~(uintptr_t)(np__page_size() - 1));
+    /* Cannot fail on a private anonymous mapping of ours; if it did, the
+     * pages would merely stay resident. */
+    (void)madvise(first, (size_t)(hi - first), MADV_DONTNEED);
+    atomic_fetch_add_explicit(&moved_bytes, (int64_t)len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&moves, 1, memory_order_relaxed);
+    atomic_store_explicit(&t->idle, (seen & ~(uint64_t)3) | NP__IDLE_MOVED, memory_order_release);
+    return true;
+}
+
+void np__idle_stack_resume_slow(np__task *t)
+{
+    uint64_t w = atomic_load_explicit(&t->idle, memory_order_acquire);
+    for (unsigned spins = 0;; spins++) {
+        switch (NP__IDLE_STATE(w)) {
+        case NP__IDLE_RUN:
+            return;
+        case NP__IDLE_PARKED:
+            if (atomic_compare_exchange_weak_explicit(&t->idle, &w, w & ~(uint64_t)3, memory_order_acquire,
+                                                      memory_order_acquire))
+                return;
+            continue;
+        case NP__IDLE_MOVING:
+            /* A copy takes microseconds, unless the sweeper's thread lost
+             * its CPU: then give ours up rather than spin through a slice. */
+            if (spins >= 1000)
+                sched_yield();
+            else
+                np__cpu_relax();
+            w = atomic_load_explicit(&t->idle, memory_order_acquire);
+            continue;
+        case NP__IDLE_MOVED:
+            /* Only this thread may leave MOVED: plain stores suffice. */
+            copy_words(t->moved_at, t->moved, t->moved_len);
+            free(t->moved);
+            atomic_fetch_sub_explicit(&moved_bytes, (int64_t)t->moved_len, memory_order_relaxed);
+            t->moved = NULL;
+            t->moved_at = NULL;
+            t->moved_len = 0;
+            atomic_store_explicit(&t->idle, w & ~(uint64_t)3, memory_order_release);
+            return;
+        }
+    }
+}
+
+void np__idle_stack_counts(int64_t *bytes, unsigned long *n)
+{
+    *bytes = atomic_load_explicit(&moved_bytes, memory_order_relaxed);
+    *n = atomic_load_explicit(&moves, memory_order_relaxed);
+}

@@ -1,0 +1,38 @@
+/* The M:N scheduler: internal interface. */
+#ifndef NP_SCHEDULER_H
+#define NP_SCHEDULER_H
+
+#include <stdbool.h>
+
+#include "runtime/task.h"
+#include "pd/waiter.h"
+
+/* The task running on this thread, or NULL on a plain thread. */
+np__task *np__sched_current_task(void);
+
+/* This thread's worker id, or -1 on a plain thread. Not inlined. */
+int np__sched_worker_id(void);
+
+/* Number of workers of the running runtime (0 when none runs). */
+int np__sched_workers(void);
+
+/* Test hook: the current task's next np_yield moves it to worker `id` (it
+ * resumes there). Returns -EINVAL for a bad id, -EPERM outside a task. */
+int np__sched_yield_to(int id);
+
+/* Statistics for tests and benchmarks. */
+typedef struct np__sched_stats {
+    unsigned long steals;       /* tasks taken from another worker */
+    unsigned long polls;        /* poller rounds run by workers */
+    unsigned long sleeps;       /* workers going to sleep on their futex */
+    unsigned long stacks_mapped;/* task stacks mmap'd */
+    unsigned long stacks_unmapped;
+    unsigned long global_queue; /* tasks in the global queue now */
+    unsigned long local_queues; /* tasks in all local queues now */
+    int idle;                   /* workers asleep on their futex now */
+    int polling;                /* a worker blocked in the poller now */
+    long started;               /* tasks holding a stack now */
+} np__sched_stats;
+void np__sched_get_stats(np__sched_stats *out);
+
+#endif

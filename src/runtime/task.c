@@ -1,0 +1,182 @@
+/* Task stacks and the annotated switch. See task.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "base/np_assert.h"
+#include "runtime/sanitizer.h"
+#include "runtime/task.h"
+
+#if !defined(NP_CONTEXT_UCONTEXT) && UINTPTR_MAX == UINT64_MAX
+/* The resume path's fields share the first line (see struct np__task). */
+_Static_assert(offsetof(np__task, target_worker) + sizeof(int) <= 64,
+               "np__task: the fields read to resume a task must fit its first cache line");
+#endif
+
+size_t np__page_size(void)
+{
+    static size_t ps;
+    if (!ps)
+        ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+static size_t round_up(size_t n, size_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
+np__task *np__task_new_struct(void)
+{
+    np__task *t = aligned_alloc(64, round_up(sizeof *t, 64));
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    if (np__timer_init(&t->sleep_timer, (uint32_t)((uintptr_t)t >> 6)) != 0) {
+        free(t);
+        return NULL;
+    }
+    t->target_worker = -1;
+    return t;
+}
+
+void np__task_free_struct(np__task *t)
+{
+    np__timer_destroy(&t->sleep_timer);
+    free(t);
+}
+
+np__stack *np__stack_map(size_t stack_size)
+{
+    size_t ps = np__page_size();
+    size_t head = round_up(sizeof(np__stack), 64);
+    /* The header shares the top page with the start of the stack, so a
+     * shallow task touches one page, not two. */
+    size_t map_size = ps + round_up(stack_size + head, ps);
+    char *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    if (mprotect(map, ps, PROT_NONE) != 0) {
+        munmap(map, map_size);
+        return NULL;
+    }
+    np__stack *s = (np__stack *)(map + map_size - head);
+    memset(s, 0, sizeof *s);
+    s->map = map;
+    s->map_size = map_size;
+    s->info.bottom = map + ps;
+    s->info.size = (size_t)((char *)s - (map + ps));
+#ifdef NP_VALGRIND
+    s->valgrind_id = VALGRIND_STACK_REGISTER(s->info.bottom, (char *)s);
+#endif
+#ifdef NP_TSAN
+    /* One ThreadSanitizer fiber per stack, reused by each task that runs on
+     * it (a fiber is a whole thread state to ThreadSanitizer: far too dear
+     * per task). Reuse is sound because a task ends with its fiber's shadow
+     * call stack empty: the frames that never return (the task's entry and
+     * its last switch) are not instrumented. */
+    s->info.tsan_fiber = __tsan_create_fiber(0);
+#endif
+    return s;
+}
+
+void np__stack_unmap(np__stack *s)
+{
+#ifdef NP_TSAN
+    __tsan_destroy_fiber(s->info.tsan_fiber);
+#endif
+#ifdef NP_VALGRIND
+    VALGRIND_STACK_DEREGISTER(s->valgrind_id);
+#endif
+    munmap(s->map, s->map_size);
+}
+
+void np__stack_release_memory(np__stack *s)
+{
+    /* Everything below the page holding the header. */
+    size_t ps = np__page_size();
+    char *lo = (char *)s->info.bottom;
+    char *hi = (char *)((uintptr_t)s & ~(uintptr_t)(ps - 1));
+    if (hi > lo)
+        madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+}
+
+void np__task_start_on(np__task *t, np__stack *s, void (*entry)(void *))
+{
+    t->stk = s;
+    t->stack.bottom = s->info.bottom;
+    t->stack.size = s->info.size;
+#ifdef NP_ASAN
+    /* A task that ended deep in a call chain left its frames' redzones
+     * poisoned; this stack starts afresh. */
+    __asan_unpoison_memory_region(s->info.bottom, s->info.size);
+#endif
+    t->stack.tsan_fiber = s->info.tsan_fiber;
+    np__ctx_make(&t->ctx, (void *)s->info.bottom, s->info.size, entry, t);
+}
+
+np__stack *np__task_finished(np__task *t)
+{
+    np__stack *s = t->stk;
+    t->stk = NULL;
+    return s;
+}
+
+void np__stackinfo_of_thread(np__stackinfo *si)
+{
+    memset(si, 0, sizeof *si);
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *addr;
+        size_t size;
+        if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+            si->bottom = addr;
+            si->size = size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+#ifdef NP_TSAN
+    si->tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+void np__task_switch(np__ctx *from, np__ctx *to, const np__stackinfo *to_stack, bool exiting)
+{
+#ifdef NP_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(exiting ? NULL : &fake, to_stack->bottom, to_stack->size);
+#endif
+#ifdef NP_TSAN
+    __tsan_switch_to_fiber(to_stack->tsan_fiber, 0);
+#endif
+    (void)to_stack;
+    (void)exiting;
+    np__ctx_switch(from, to);
+#ifdef NP_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+NP_NO_TSAN void np__task_exit_switch(np__ctx *from, np__ctx *to, const np__stackinfo *to_stack)
+{
+#ifdef NP_ASAN
+    __sanitizer_start_switch_fiber(NULL, to_stack->bottom, to_stack->size);
+#endif
+#ifdef NP_TSAN
+    __tsan_switch_to_fiber(to_stack->tsan_fiber, 0);
+#endif
+    (void)to_stack;
+    np__ctx_switch(from, to);
+    NP__PANIC("finished task resumed");
+}
+
+void np__task_started(void)
+{
+#ifdef NP_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+}

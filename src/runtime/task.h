@@ -1,0 +1,133 @@
+/* Tasks: stackful coroutines.
+ *
+ * A task is a small struct (np__task) plus, once it has started running, a
+ * stack. Stacks are separate mappings, pooled and reused; a task that is
+ * queued but has not run yet holds none, so spawning many tasks costs little
+ * and a stack freed by one task is warm for the next:
+ *
+ *   map                                                      map + map_size
+ *   +-------------+----------------------------------------+-------------+
+ *   | guard page  |  stack (grows down)  <---------------- | np__stack   |
+ *   | PROT_NONE   |  bottom ............... bottom + size  | (header)    |
+ *   +-------------+----------------------------------------+-------------+
+ *
+ * Running off the bottom of the stack hits the guard page; the SIGSEGV
+ * handler (on an alternate stack) recognises the address and aborts with a
+ * message that says so.
+ *
+ * Every switch goes through np__task_switch, which tells AddressSanitizer,
+ * ThreadSanitizer and valgrind about the change of stack.
+ */
+#ifndef NP_TASK_H
+#define NP_TASK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/context.h"
+#include "runtime/sanitizer.h"
+#include "pd/timer.h"
+#include "pd/waiter.h"
+
+/* What the sanitizers need to know about a stack we switch to. */
+typedef struct np__stackinfo {
+    const void *bottom; /* lowest usable address */
+    size_t size;
+    void *tsan_fiber;   /* ThreadSanitizer's fiber for this context */
+} np__stackinfo;
+
+/* A stack mapping; the header sits at its top. */
+typedef struct np__stack {
+    np__stackinfo info;       /* usable area, and its ThreadSanitizer fiber */
+    void *map;                /* the whole mapping, guard page included */
+    size_t map_size;
+    unsigned valgrind_id;     /* valgrind's stack registration */
+    struct np__stack *next;   /* pool links */
+} np__stack;
+
+typedef struct np__task np__task;
+
+struct np__task {
+    /* The first cache line holds everything a worker reads to resume the
+     * task (the task struct is 64-byte aligned). With thousands of
+     * connections the struct is cold when its turn comes, and readying it
+     * (waiter.ops) has just brought this line in: the switch then costs
+     * no other miss on the struct. */
+    np__waiter waiter;        /* first: how pds and timers ready this task */
+    np__ctx ctx;              /* saved registers while not running */
+    np__stackinfo stack;      /* the running stack, and the task's fiber */
+    np__stack *stk;           /* NULL until the task first runs */
+    _Atomic uint64_t idle;    /* idle-stack park count and state (idle_stack.h) */
+    unsigned park_flags;      /* NP__PARK_* of the park in progress */
+    int target_worker;        /* test hook: migrate to this worker, -1 none */
+
+    void (*fn)(void *);       /* entry point and its argument */
+    void *arg;
+    np__task *next;           /* run queues, free lists */
+    np__commit_fn commit;     /* park in progress: run after switching away */
+    void *commit_arg;
+
+    /* Idle stacks (idle_stack.h), beside `idle` above: where the moved
+     * contents are; the word the sweeper saw first, and when. */
+    uint64_t sweep_seen;
+    int64_t sweep_seen_at;
+    void *moved;
+    char *moved_at;
+    size_t moved_len;
+
+    np__timer sleep_timer;    /* np_sleep */
+    _Atomic uintptr_t sleep_sem; /* 0 idle, 1 fired, 2 waiting, or waiter */
+    _Atomic uintptr_t sleep_seq;
+};
+
+/* The system's page size (cached). */
+size_t np__page_size(void);
+
+/* Task structs. */
+np__task *np__task_new_struct(void);        /* NULL on failure */
+void np__task_free_struct(np__task *t);
+
+/* Maps a stack of stack_size usable bytes (rounded to pages) with its guard
+ * page. NULL on failure. */
+np__stack *np__stack_map(size_t stack_size);
+void np__stack_unmap(np__stack *s);
+
+/* Hands the memory of an idle stack back to the OS, keeping the mapping. */
+void np__stack_release_memory(np__stack *s);
+
+/* Gives t the stack s and prepares it to run entry(t) from the top of it on
+ * its next switch. */
+void np__task_start_on(np__task *t, np__stack *s, void (*entry)(void *));
+
+/* After t finished (from another context): takes its stack back. */
+np__stack *np__task_finished(np__task *t);
+
+/* The running thread's own stack, for switching back to it. */
+void np__stackinfo_of_thread(np__stackinfo *si);
+
+/* Saves the running context in `from` and resumes `to`, whose stack is
+ * `to_stack`. If `exiting`, the running context never resumes. Returns when
+ * something switches back to `from`. */
+void np__task_switch(np__ctx *from, np__ctx *to, const np__stackinfo *to_stack, bool exiting);
+
+/* The last switch of a finished task: like np__task_switch with exiting,
+ * never returns. Not instrumented by ThreadSanitizer (see np__stack_map). */
+NP_NO_TSAN void np__task_exit_switch(np__ctx *from, np__ctx *to, const np__stackinfo *to_stack)
+    __attribute__((__noreturn__));
+
+/* First thing a new task runs: completes the sanitizers' view of the switch
+ * that started it. */
+void np__task_started(void);
+
+/* Whether addr is in the guard page of the stack t runs on. */
+static inline bool np__task_in_guard(const np__task *t, const void *addr)
+{
+    if (!t->stk)
+        return false;
+    const char *a = addr, *m = t->stk->map;
+    return a >= m && a < (const char *)t->stk->info.bottom;
+}
+
+#endif
