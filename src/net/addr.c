@@ -88,28 +88,36 @@ static int gai_to_errno(int rc)
     }
 }
 
-/* getaddrinfo may block for seconds on DNS: never on a worker. A numeric
- * host is parsed at once; a name is looked up on a short-lived thread while
- * the task parks. */
-static int lookup_host(const char *host, const char *port, int family, bool passive,
+/* Copies up to NP__MAX_ADDRS results and frees the list. */
+static int take_addrinfo(struct addrinfo *res, np__addrs *out)
+{
+    out->n = 0;
+    for (struct addrinfo *ai = res; ai && out->n < NP__MAX_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof out->sa[0])
+            continue;
+        memcpy(&out->sa[out->n], ai->ai_addr, ai->ai_addrlen);
+        out->len[out->n] = ai->ai_addrlen;
+        out->n++;
+    }
+    freeaddrinfo(res);
+    return out->n ? 0 : -ENOENT;
+}
+
+/* getaddrinfo may block for seconds on DNS: never on a worker. A name is
+ * looked up on a short-lived thread while the task parks. */
+static int lookup_name(const char *host, const char *port, int family, bool passive,
                        struct addrinfo **res)
 {
     struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
-    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
-    if (rc != EAI_NONAME || !host[0])
-        return gai_to_errno(rc);
-    if (!np__sched_current_task()) {
-        hints.ai_flags &= ~AI_NUMERICHOST;
+                              .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
+    if (!np__sched_current_task())
         return gai_to_errno(getaddrinfo(host, port, &hints, res));
-    }
     lookup *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
     snprintf(l->host, sizeof l->host, "%s", host);
     snprintf(l->port, sizeof l->port, "%s", port);
     l->hints = hints;
-    l->hints.ai_flags &= ~AI_NUMERICHOST;
     np__oneshot_arm(&l->done);
     pthread_t th;
     pthread_attr_t attr;
@@ -122,13 +130,16 @@ static int lookup_host(const char *host, const char *port, int family, bool pass
         return -err;
     }
     np__oneshot_wait(&l->done);
-    rc = gai_to_errno(l->rc);
+    int rc = gai_to_errno(l->rc);
     *res = l->res;
     free(l);
     return rc;
 }
 
-int np__resolve(const char *network, const char *address, bool passive, np__addrs *out)
+/* Numeric hosts and Unix paths, parsed; a name is copied to host for a
+ * lookup. host must hold 256 bytes and port 8; family is set for a lookup. */
+static int parse(const char *network, const char *address, bool passive, np__addrs *out,
+                 char *host, char *port, int *family)
 {
     out->n = 0;
     if (!network || !address)
@@ -148,38 +159,56 @@ int np__resolve(const char *network, const char *address, bool passive, np__addr
         out->n = 1;
         return 0;
     }
-    int family;
     if (strcmp(network, "tcp") == 0)
-        family = AF_UNSPEC;
+        *family = AF_UNSPEC;
     else if (strcmp(network, "tcp4") == 0)
-        family = AF_INET;
+        *family = AF_INET;
     else if (strcmp(network, "tcp6") == 0)
-        family = AF_INET6;
+        *family = AF_INET6;
     else
         return -EINVAL;
-    char host[256], port[8];
-    int rc = split_host_port(address, host, sizeof host, port, sizeof port);
+    int rc = split_host_port(address, host, 256, port, 8);
     if (rc < 0)
         return rc;
     /* "tcp" with no host listens on every interface, IPv6 and IPv4 both
      * (a dual-stack socket) where IPv6 exists. */
-    if (passive && !host[0] && family == AF_UNSPEC)
-        family = AF_INET6;
+    if (passive && !host[0] && *family == AF_UNSPEC)
+        *family = AF_INET6;
+    struct addrinfo hints = { .ai_family = *family, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
     struct addrinfo *res = NULL;
-    rc = lookup_host(host, port, family, passive, &res);
-    if (rc == -EAFNOSUPPORT && passive && !host[0] && strcmp(network, "tcp") == 0)
-        rc = lookup_host(host, port, AF_INET, passive, &res);
+    rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc == EAI_NONAME && host[0])
+        return NP__ADDR_NEEDS_LOOKUP;
+    if (rc != 0 && passive && !host[0] && strcmp(network, "tcp") == 0) {
+        /* No IPv6 here: all IPv4 interfaces instead. */
+        hints.ai_family = AF_INET;
+        rc = getaddrinfo(NULL, port, &hints, &res);
+    }
+    if (rc != 0)
+        return gai_to_errno(rc);
+    return take_addrinfo(res, out);
+}
+
+int np__addr_parse(const char *network, const char *address, bool passive, np__addrs *out)
+{
+    char host[256], port[8];
+    int family;
+    return parse(network, address, passive, out, host, port, &family);
+}
+
+int np__resolve(const char *network, const char *address, bool passive, np__addrs *out)
+{
+    char host[256], port[8];
+    int family = AF_UNSPEC;
+    int rc = parse(network, address, passive, out, host, port, &family);
+    if (rc != NP__ADDR_NEEDS_LOOKUP)
+        return rc;
+    struct addrinfo *res = NULL;
+    rc = lookup_name(host, port, family, passive, &res);
     if (rc < 0)
         return rc;
-    for (struct addrinfo *ai = res; ai && out->n < NP__MAX_ADDRS; ai = ai->ai_next) {
-        if (ai->ai_addrlen > sizeof out->sa[0])
-            continue;
-        memcpy(&out->sa[out->n], ai->ai_addr, ai->ai_addrlen);
-        out->len[out->n] = ai->ai_addrlen;
-        out->n++;
-    }
-    freeaddrinfo(res);
-    return out->n ? 0 : -ENOENT;
+    return take_addrinfo(res, out);
 }
 
 int np__format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)

@@ -21,6 +21,12 @@ typedef struct np__addrs {
  * -ENOENT (no such host), -ENOMEM. */
 int np__resolve(const char *network, const char *address, bool passive, np__addrs *out);
 
+/* The parser alone: never looks a name up. 0 with out filled (a Unix path,
+ * a numeric host, an empty host), a negative errno for a malformed address,
+ * or NP__ADDR_NEEDS_LOOKUP when the host is a name. */
+#define NP__ADDR_NEEDS_LOOKUP 1
+int np__addr_parse(const char *network, const char *address, bool passive, np__addrs *out);
+
 /* Formats an address as "1.2.3.4:80", "[::1]:80" or the Unix path.
  * 0 or -ENOSPC. */
 int np__format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap);
