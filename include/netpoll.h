@@ -54,7 +54,12 @@ typedef struct np_config {
                         * page; at least 16 KiB, at most 1 GiB. Pages are
                         * committed only when touched; below each stack is a
                         * guard page, and overflowing into it aborts with a
-                        * message naming the cause. */
+                        * message naming the cause. The library installs a
+                        * SIGSEGV handler for that while np_run runs; faults
+                        * that are not overflows go to the handler the
+                        * program had before (chained), and when np_run
+                        * returns it puts that one back unless the program
+                        * installed another meanwhile. */
     int64_t idle_stack_ns; /* 0 = off (the default). If > 0, a task blocked
                         * this long (to 1.5 times this) in network I/O or
                         * np_sleep gives its stack's memory back: the used
@@ -105,7 +110,14 @@ NP_API int np_sleep_until(int64_t deadline);
  * Which thread may call what: np_close, np_close_write, np_listener_close,
  * the deadline setters, the address calls and np_conn_fd work from any
  * thread. Calls that block (np_read, np_write, np_wait_readable, np_accept,
- * np_dial) must run in a task; from a plain thread they return -EPERM.
+ * np_dial) must run in a task; from a plain thread they return -EPERM while
+ * a runtime runs, and -ESRCH when none does.
+ *
+ * Handles belong to the run of np_run that made them: np_listen needs a
+ * running runtime (-ESRCH otherwise, from any thread), and when np_run
+ * returns it closes every handle still open (their descriptors too), so a
+ * handle kept past its run gives -EBADF, in the next run as well, never a
+ * hang. Close what you open before the last task ends to choose the order.
  *
  * Concurrent np_read calls on one connection are serialised (one at a time,
  * in no promised order), and so are np_write calls; a read and a write may
@@ -140,12 +152,14 @@ NP_API int np_accept(np_listener l, np_conn *out);
 NP_API int np_listener_set_deadline(np_listener l, int64_t deadline);
 
 /* Wakes a blocked accept (-ECANCELED); later calls get -EBADF; a Unix
- * socket's file is removed. */
+ * socket's file is removed by this call (not when a blocked accept lets go),
+ * so the path can be listened on again at once. */
 NP_API int np_listener_close(np_listener l);
 
 /* Connects (blocks the task) until connected or `deadline` (absolute; 0 =
- * none). -EINVAL, -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, ... TCP_NODELAY
- * is set on TCP connections. */
+ * none). -EINVAL, -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, -EAGAIN (a Unix
+ * listener whose backlog is full; for TCP, no free local port), ...
+ * TCP_NODELAY is set on TCP connections. */
 NP_API int np_dial(np_conn *out, const char *network, const char *address, int64_t deadline);
 
 /* Read returns bytes read (>0), 0 at end of stream (and again on every
@@ -155,8 +169,8 @@ NP_API int np_dial(np_conn *out, const char *network, const char *address, int64
  * only when a deadline, a close or an error stopped it after some bytes
  * went out; the next call then reports why. Writes never raise SIGPIPE: a
  * peer that is gone gives -EPIPE or -ECONNRESET. */
-NP_API ssize_t np_read(np_conn c, void *buf, size_t len);
-NP_API ssize_t np_write(np_conn c, const void *buf, size_t len);
+NP_API ssize_t np_read(np_conn c, void *buf, size_t len); /* len > SSIZE_MAX: as SSIZE_MAX */
+NP_API ssize_t np_write(np_conn c, const void *buf, size_t len); /* len > SSIZE_MAX: -EINVAL */
 
 /* Blocks until a read would not block (data, end of stream or an error is
  * waiting), honouring the read deadline; 0 or a negative error. Lets an idle
@@ -165,7 +179,11 @@ NP_API int np_wait_readable(np_conn c);
 
 /* Deadlines apply to calls already blocked as well as to later ones. A
  * deadline at or before now makes pending and future calls fail with
- * -ETIMEDOUT until it is moved; 0 clears it. */
+ * -ETIMEDOUT until it is moved; 0 clears it. This holds for calls that
+ * would not block too: once the deadline has passed, a read with data
+ * waiting or a write with buffer room fails instead of proceeding (Go's
+ * rule; the clock is read at the start of a call on a connection with a
+ * deadline set). */
 NP_API int np_set_deadline(np_conn c, int64_t deadline); /* read and write */
 NP_API int np_set_read_deadline(np_conn c, int64_t deadline);
 NP_API int np_set_write_deadline(np_conn c, int64_t deadline);

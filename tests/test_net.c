@@ -353,9 +353,9 @@ static void body_eperm(void)
 static void t_plain_thread_gets_eperm(void)
 {
     run(body_eperm);
-    /* And with no runtime at all. */
+    /* With no runtime at all, the contract's -ESRCH. */
     char b;
-    NP_CHECK_EQ(np_read((np_conn){ 1 }, &b, 1), -EPERM);
+    NP_CHECK_EQ(np_read((np_conn){ 1 }, &b, 1), -ESRCH);
 }
 
 /* ---- peer reset and broken pipe, no SIGPIPE ----------------------------------------------- */

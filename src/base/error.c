@@ -1,4 +1,5 @@
 /* Error text and the abort path for broken invariants. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,8 @@
 
 const char *np_strerror(int err)
 {
+    if (err == INT_MIN)
+        return "Unknown error"; /* -INT_MIN does not exist */
     if (err < 0)
         err = -err;
     if (err == 0)

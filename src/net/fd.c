@@ -1,12 +1,14 @@
 /* File descriptors and handles. See fd.h for the state word. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "net/fd.h"
 #include "base/np_assert.h"
 #include "poller/poller.h"
+#include "runtime/scheduler.h"
 
 #define CLOSED ((uint64_t)1 << 0)
 #define RLOCK ((uint64_t)1 << 1)
@@ -129,6 +131,7 @@ static np__fd *_Atomic chunks[NUM_CHUNKS];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static np__fd *free_list;  /* under table_lock */
 static uint32_t nslots;    /* under table_lock */
+static _Atomic long live;  /* fds made and not yet destroyed */
 
 static np__fd *slot_at(uint32_t index)
 {
@@ -200,6 +203,10 @@ int np__fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
         pthread_mutex_unlock(&table_lock);
         return rc;
     }
+    static _Atomic int hooked;
+    if (!atomic_load_explicit(&hooked, memory_order_relaxed) && !atomic_exchange(&hooked, 1))
+        np__sched_on_stop(np__fd_close_all);
+    atomic_fetch_add(&live, 1);
     /* One reference for the caller; the state is clean (the slot was free). */
     atomic_store(&fd->state, REF);
     uint32_t g = atomic_fetch_add(&fd->gen, 1) + 1; /* odd: in use */
@@ -248,6 +255,14 @@ int np__fd_close(np__fd *fd)
         if (atomic_compare_exchange_weak(&fd->state, &old, next))
             break;
     }
+    /* A Unix listener's file goes now, as in Go, not with the last
+     * reference: a task still blocked in accept must not keep the path
+     * taken, and a late unlink would remove a newer listener's file. */
+    if (fd->unlink_path) {
+        unlink(fd->unlink_path);
+        free(fd->unlink_path);
+        fd->unlink_path = NULL;
+    }
     for (uint64_t n = (old & RWAIT_MASK) / RWAIT; n > 0; n--)
         np__sema_release(&fd->rsema);
     for (uint64_t n = (old & WWAIT_MASK) / WWAIT; n > 0; n--)
@@ -263,11 +278,28 @@ static void destroy(np__fd *fd)
     np__pd_close(fd->pd);
     fd->pd = NULL;
     close(fd->sysfd);
-    if (fd->unlink_path) {
-        unlink(fd->unlink_path);
-        free(fd->unlink_path);
-        fd->unlink_path = NULL;
-    }
     fd->sysfd = -1;
     slot_free(fd);
+    atomic_fetch_sub(&live, 1);
+}
+
+void np__fd_close_all(void)
+{
+    pthread_mutex_lock(&table_lock);
+    uint32_t n = nslots;
+    pthread_mutex_unlock(&table_lock);
+    for (uint32_t i = 0; i < n; i++) {
+        np__fd *fd = slot_at(i);
+        uint32_t g = atomic_load(&fd->gen);
+        if (!(g & 1))
+            continue;
+        np__fd *held = np__fd_get(((uint64_t)g << 32) | (i + 1), fd->kind);
+        if (held)
+            np__fd_close(held);
+    }
+    /* A plain thread inside np_close or a deadline setter may hold the last
+     * reference for a moment; no call can block here any more (no task
+     * runs, and a plain thread's blocked call was woken by the close). */
+    while (atomic_load(&live) > 0)
+        sched_yield();
 }

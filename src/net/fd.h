@@ -40,7 +40,8 @@ typedef struct np__fd {
     int family;               /* AF_INET, AF_INET6, AF_UNIX */
     np__pd *pd;
     bool read_drained;        /* under the read lock: the last read was short */
-    char *unlink_path;        /* listener's Unix socket file, removed at close */
+    char *unlink_path;        /* listener's Unix socket file, removed by
+                               * np__fd_close (the closer owns it then) */
     struct np__fd *next_free;
 } np__fd;
 
@@ -64,5 +65,10 @@ void np__fd_unlock(np__fd *fd, bool read);
 /* Marks the fd closed, wakes every waiter, and drops the caller's reference
  * (taken by np__fd_get). -EBADF if it was already closed. */
 int np__fd_close(np__fd *fd);
+
+/* At the end of np_run (the scheduler's stop hook): closes every handle
+ * still open, and returns once every fd is destroyed, so none outlives the
+ * poller it is registered with. Later calls on those handles get -EBADF. */
+void np__fd_close_all(void);
 
 #endif

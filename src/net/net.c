@@ -9,12 +9,14 @@
  *           else   -> done
  *     unlock (the last reference after a close closes the fd)
  *
- * errno is read right after the syscall, before anything can switch tasks:
- * after a wait the task may be running on another thread, with another
- * errno.
+ * No code here reads errno: after a wait the task may be running on another
+ * thread, with another errno, and a compiler may keep the first thread's
+ * errno address across the wait. Every syscall goes through NP__SYS
+ * (base/sys.h), which gives -errno in the same expression as the call.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "base/sys.h"
 #include "net/addr.h"
 #include "net/fd.h"
 #include "netpoll.h"
@@ -34,6 +37,13 @@
 static bool in_task(void)
 {
     return np__sched_current_task() != NULL;
+}
+
+/* What a blocking call gives on a plain thread: -ESRCH with no runtime
+ * running, else -EPERM (plain threads do not block in net calls yet). */
+static int plain_thread_error(void)
+{
+    return np__runtime_running() ? -EPERM : -ESRCH;
 }
 
 static void set_nodelay(int s, int family)
@@ -49,26 +59,23 @@ static void set_nodelay(int s, int family)
 static int listen_on(const struct sockaddr *sa, socklen_t len, int reuse_port, np__fd **out,
                      uint64_t *id)
 {
-    int s = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int s = NP__SYS(socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (s < 0)
-        return -errno;
+        return s;
     int one = 1, zero = 0, rc;
     if (sa->sa_family != AF_UNIX) {
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (reuse_port && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
-            rc = -errno;
+        if (reuse_port &&
+            (rc = NP__SYS(setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))) < 0)
             goto fail;
-        }
     }
     if (sa->sa_family == AF_INET6) { /* "tcp" on [::] serves IPv4 too */
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         int v6only = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
         setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof one);
     }
-    if (bind(s, sa, len) < 0 || listen(s, 4096) < 0) {
-        rc = -errno;
+    if ((rc = NP__SYS(bind(s, sa, len))) < 0 || (rc = NP__SYS(listen(s, 4096))) < 0)
         goto fail;
-    }
     rc = np__fd_new(s, NP__FD_LISTENER, sa->sa_family, out, id);
     if (rc < 0)
         goto fail;
@@ -83,25 +90,27 @@ int np_listen_reuseport(np_listener *out, const char *network, const char *addre
     if (!out)
         return -EINVAL;
     out->id = 0;
+    /* A handle lives in the running runtime's poller: none, no handle. */
+    if (!np__runtime_enter())
+        return -ESRCH;
     np__addrs addrs;
     int rc = np__resolve(network, address, true, &addrs);
-    if (rc < 0)
-        return rc;
     np__fd *fd = NULL;
     uint64_t id = 0;
-    for (int i = 0; i < addrs.n; i++) {
+    for (int i = 0; rc == 0 && i < addrs.n; i++) {
         rc = listen_on((struct sockaddr *)&addrs.sa[i], addrs.len[i], reuse_port, &fd, &id);
         if (rc == 0)
             break;
     }
-    if (rc < 0)
-        return rc;
-    const struct sockaddr_un *un = (const struct sockaddr_un *)&addrs.sa[0];
-    if (fd->family == AF_UNIX && un->sun_path[0]) /* a file: removed at close */
-        fd->unlink_path = strdup(un->sun_path);
-    np__fd_decref(fd);
-    out->id = id;
-    return 0;
+    if (rc == 0) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&addrs.sa[0];
+        if (fd->family == AF_UNIX && un->sun_path[0]) /* a file: removed at close */
+            fd->unlink_path = strdup(un->sun_path);
+        np__fd_decref(fd);
+        out->id = id;
+    }
+    np__runtime_leave();
+    return rc;
 }
 
 int np_listen(np_listener *out, const char *network, const char *address)
@@ -116,7 +125,7 @@ int np_listener_addr(np_listener l, char *buf, size_t len)
         return -EBADF;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int rc = getsockname(fd->sysfd, (struct sockaddr *)&ss, &sl) < 0 ? -errno : 0;
+    int rc = NP__SYS(getsockname(fd->sysfd, (struct sockaddr *)&ss, &sl));
     np__fd_decref(fd);
     return rc ? rc : np__format_addr((struct sockaddr *)&ss, sl, buf, len);
 }
@@ -127,7 +136,7 @@ int np_accept(np_listener l, np_conn *out)
         return -EINVAL;
     out->id = 0;
     if (!in_task())
-        return -EPERM;
+        return plain_thread_error();
     np__fd *fd = np__fd_get(l.id, NP__FD_LISTENER);
     if (!fd)
         return -EBADF;
@@ -139,10 +148,10 @@ int np_accept(np_listener l, np_conn *out)
     int rc = np__pd_reset(fd->pd, NP__PD_READ);
     int s = -1;
     while (rc == 0) {
-        s = accept4(fd->sysfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        s = NP__SYS(accept4(fd->sysfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (s >= 0)
             break;
-        int err = errno;
+        int err = -s;
         if (err == EINTR || err == ECONNABORTED)
             continue;
         if (err == EAGAIN) {
@@ -194,16 +203,18 @@ int np_listener_close(np_listener l)
 static int dial_one(const struct sockaddr *sa, socklen_t len, int64_t deadline, np__fd **out,
                     uint64_t *id)
 {
-    int s = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int s = NP__SYS(socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (s < 0)
-        return -errno;
+        return s;
     set_nodelay(s, sa->sa_family);
-    int rc = 0;
-    if (connect(s, sa, len) < 0) {
-        int err = errno;
-        if (err != EINPROGRESS && err != EINTR && err != EAGAIN) {
+    int rc = NP__SYS(connect(s, sa, len));
+    if (rc < 0) {
+        /* In progress, as Go takes them. Not EAGAIN: that is a Unix
+         * listener's full backlog (or, for TCP, no free local port), and
+         * no event would ever end the wait. */
+        if (rc != -EINPROGRESS && rc != -EINTR && rc != -EALREADY) {
             close(s);
-            return -err;
+            return rc;
         }
         rc = 1; /* in progress */
     }
@@ -229,17 +240,19 @@ static int dial_one(const struct sockaddr *sa, socklen_t len, int64_t deadline, 
              * socket with no error may simply not be connected yet. */
             int soerr = 0;
             socklen_t sl = sizeof soerr;
-            if (getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-                soerr = errno;
+            int grc = NP__SYS(getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &sl));
+            if (grc < 0)
+                soerr = -grc;
             if (soerr == 0) {
                 struct sockaddr_storage peer;
                 socklen_t pl = sizeof peer;
-                if (getpeername(s, (struct sockaddr *)&peer, &pl) == 0) {
+                int prc = NP__SYS(getpeername(s, (struct sockaddr *)&peer, &pl));
+                if (prc == 0) {
                     rc = 0;
                     break;
                 }
-                if (errno != ENOTCONN) {
-                    rc = -errno;
+                if (prc != -ENOTCONN) {
+                    rc = prc;
                     break;
                 }
                 continue;
@@ -265,7 +278,7 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
         return -EINVAL;
     out->id = 0;
     if (!in_task())
-        return -EPERM;
+        return plain_thread_error();
     np__addrs addrs;
     int rc = np__resolve(network, address, false, &addrs);
     if (rc < 0)
@@ -293,7 +306,7 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
 static int io_begin(np_conn c, bool read, np__fd **out)
 {
     if (!in_task())
-        return -EPERM;
+        return plain_thread_error();
     np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
     if (!fd)
         return -EBADF;
@@ -337,6 +350,8 @@ static bool short_read_waits(const np__fd *fd)
 
 ssize_t np_read(np_conn c, void *buf, size_t len)
 {
+    if (len > SSIZE_MAX)
+        len = SSIZE_MAX; /* as read(2): the count must fit the result */
     np__fd *fd;
     int rc = io_begin(c, true, &fd);
     if (rc < 0)
@@ -357,12 +372,12 @@ ssize_t np_read(np_conn c, void *buf, size_t len)
                 break;
             }
         }
-        n = recv(fd->sysfd, buf, len, 0);
+        n = NP__SYS(recv(fd->sysfd, buf, len, 0));
         if (n >= 0) {
             fd->read_drained = n > 0 && (size_t)n < len && short_read_waits(fd);
             break;
         }
-        int err = errno;
+        int err = (int)-n;
         if (err == EINTR)
             continue;
         if (err == EAGAIN) {
@@ -381,6 +396,8 @@ ssize_t np_read(np_conn c, void *buf, size_t len)
 
 ssize_t np_write(np_conn c, const void *buf, size_t len)
 {
+    if (len > SSIZE_MAX)
+        return -EINVAL; /* the count written could not be returned */
     np__fd *fd;
     int rc = io_begin(c, false, &fd);
     if (rc < 0)
@@ -392,12 +409,12 @@ ssize_t np_write(np_conn c, const void *buf, size_t len)
             result = (ssize_t)len;
             break;
         }
-        ssize_t n = send(fd->sysfd, (const char *)buf + done, len - done, MSG_NOSIGNAL);
+        ssize_t n = NP__SYS(send(fd->sysfd, (const char *)buf + done, len - done, MSG_NOSIGNAL));
         if (n > 0) {
             done += (size_t)n;
             continue;
         }
-        int err = n < 0 ? errno : EAGAIN;
+        int err = n < 0 ? (int)-n : EAGAIN;
         if (err == EINTR)
             continue;
         if (err == EAGAIN) {
@@ -425,10 +442,10 @@ int np_wait_readable(np_conn c)
     fd->read_drained = false;
     for (;;) {
         char b;
-        ssize_t n = recv(fd->sysfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        ssize_t n = NP__SYS(recv(fd->sysfd, &b, 1, MSG_PEEK | MSG_DONTWAIT));
         if (n >= 0)
             break; /* data, or end of stream */
-        int err = errno;
+        int err = (int)-n;
         if (err == EINTR)
             continue;
         if (err != EAGAIN)
@@ -481,7 +498,7 @@ int np_close_write(np_conn c)
     np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
     if (!fd)
         return -EBADF;
-    int rc = shutdown(fd->sysfd, SHUT_WR) < 0 ? -errno : 0;
+    int rc = NP__SYS(shutdown(fd->sysfd, SHUT_WR));
     np__fd_decref(fd);
     return rc;
 }
@@ -493,9 +510,8 @@ static int conn_addr(np_conn c, char *buf, size_t len, bool peer)
         return -EBADF;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int r = peer ? getpeername(fd->sysfd, (struct sockaddr *)&ss, &sl)
-                 : getsockname(fd->sysfd, (struct sockaddr *)&ss, &sl);
-    int rc = r < 0 ? -errno : 0;
+    int rc = peer ? NP__SYS(getpeername(fd->sysfd, (struct sockaddr *)&ss, &sl))
+                  : NP__SYS(getsockname(fd->sysfd, (struct sockaddr *)&ss, &sl));
     np__fd_decref(fd);
     return rc ? rc : np__format_addr((struct sockaddr *)&ss, sl, buf, len);
 }

@@ -179,9 +179,25 @@ static void ready_both(np__waiter *r, np__waiter *w)
         np__waiter_ready(w);
 }
 
-int np__pd_reset(np__pd *pd, int mode)
+/* check_err, and the clock when a deadline is set: its timer may not have
+ * run yet (a busy worker runs timers between tasks), but a call that starts
+ * after the deadline must fail even if it need not block. One clock read
+ * (vDSO), only on descriptors with a deadline. */
+static int check_start(np__pd *pd, int mode)
 {
     int rc = check_err(pd, mode);
+    if (rc)
+        return rc;
+    int64_t d = atomic_load_explicit(mode == NP__PD_READ ? &pd->rd_at : &pd->wd_at,
+                                     memory_order_relaxed);
+    if (d != 0 && d <= np_now())
+        return -ETIMEDOUT;
+    return 0;
+}
+
+int np__pd_reset(np__pd *pd, int mode)
+{
+    int rc = check_start(pd, mode);
     if (rc)
         return rc;
     atomic_store(sem(pd, mode), PD_NIL);
@@ -190,7 +206,7 @@ int np__pd_reset(np__pd *pd, int mode)
 
 int np__pd_check(np__pd *pd, int mode)
 {
-    return check_err(pd, mode);
+    return check_start(pd, mode);
 }
 
 bool np__pd_read_ended(np__pd *pd)
@@ -328,10 +344,14 @@ void np__pd_set_deadline(np__pd *pd, int64_t deadline, int mode)
         return;
     }
     int64_t rd0 = pd->rd, wd0 = pd->wd;
-    if (mode & NP__PD_READ)
+    if (mode & NP__PD_READ) {
         pd->rd = d;
-    if (mode & NP__PD_WRITE)
+        atomic_store_explicit(&pd->rd_at, deadline, memory_order_relaxed);
+    }
+    if (mode & NP__PD_WRITE) {
         pd->wd = d;
+        atomic_store_explicit(&pd->wd_at, deadline, memory_order_relaxed);
+    }
     publish_info(pd);
     sync_timers(pd, rd0, wd0);
     /* A deadline in the past unblocks a waiter parked now. */
@@ -508,6 +528,8 @@ int np__pd_open(int fd, np__pd **out)
     atomic_store(&pd->rg, PD_NIL);
     atomic_store(&pd->wg, PD_NIL);
     pd->rd = pd->wd = 0;
+    atomic_store_explicit(&pd->rd_at, 0, memory_order_relaxed);
+    atomic_store_explicit(&pd->wd_at, 0, memory_order_relaxed);
     publish_info(pd);
     pthread_mutex_unlock(&pd->lock);
 

@@ -48,6 +48,11 @@ typedef struct np__pd {
                               * when rd == wd > 0, rt serves both */
     uintptr_t rseq, wseq;    /* bumped to invalidate pending rt / wt */
     int64_t rd, wd;          /* deadlines: 0 none, -1 expired, else when */
+    /* rd and wd as set (0 none, else the absolute time), readable without
+     * the lock: a call that need not block compares them with the clock,
+     * since the timer that marks a deadline expired may not have run yet
+     * (its worker busy). */
+    _Atomic int64_t rd_at, wd_at;
     np__timer rt, wt;
 
     struct np__pd *next_free; /* in the cache */
@@ -67,7 +72,9 @@ void np__pd_unblock(np__pd *pd);
 void np__pd_close(np__pd *pd);
 
 /* Prepares a wait in mode (READ or WRITE): 0, or the error the next wait
- * would return at once (-ECANCELED, -ETIMEDOUT, -EIO). */
+ * would return at once (-ECANCELED, -ETIMEDOUT, -EIO). A deadline that has
+ * passed gives -ETIMEDOUT here even if its timer has not fired yet: after
+ * the deadline, I/O fails instead of proceeding (Go's rule). */
 int np__pd_reset(np__pd *pd, int mode);
 
 /* As np__pd_reset, but keeps a readiness the poller delivered since the

@@ -13,6 +13,7 @@
 #include <sys/event.h>
 #include <sys/time.h>
 
+#include "base/sys.h"
 #include "poller/kqwake.h"
 #include "poller/pollreg.h"
 #include "poller/wakefd.h"
@@ -31,9 +32,9 @@ int np__kqwake_open(int kq)
     ch.flags = EV_ADD;
     ch.udata = (__typeof__(ch.udata))(uintptr_t)NP__POLLREG_NO_TAG;
     for (;;) {
-        if (kevent(kq, &ch, 1, NULL, 0, NULL) == 0)
+        rc = NP__SYS(kevent(kq, &ch, 1, NULL, 0, NULL));
+        if (rc >= 0)
             return 0;
-        rc = -errno;
         if (rc != -EINTR)
             break;
     }

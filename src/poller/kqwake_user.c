@@ -18,6 +18,7 @@
 #include <sys/event.h>
 #include <sys/time.h>
 
+#include "base/sys.h"
 #include "poller/kqwake.h"
 #include "netpoll.h"
 #include "base/np_assert.h"
@@ -42,10 +43,9 @@ static int user_change(int kq, unsigned flags, unsigned fflags)
      * comes back as -1. EINTR should not happen for a change alone; if it
      * does, applying the change again is harmless. */
     for (;;) {
-        if (kevent(kq, &ch, 1, NULL, 0, NULL) == 0)
-            return 0;
-        if (errno != EINTR)
-            return -errno;
+        int rc = NP__SYS(kevent(kq, &ch, 1, NULL, 0, NULL));
+        if (rc != -EINTR)
+            return rc < 0 ? rc : 0;
     }
 }
 

@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/sys.h"
 #include "base/clock.h"
 #include "netpoll.h"
 #include "base/np_assert.h"
@@ -45,9 +46,9 @@ int np__poller_init(void)
 {
     np__assert(epfd < 0);
     int rc = 0;
-    epfd = epoll_create1(EPOLL_CLOEXEC);
+    epfd = NP__SYS(epoll_create1(EPOLL_CLOEXEC));
     if (epfd < 0)
-        return -errno;
+        return epfd;
     rc = np__wakefd_open(&wakefd);
     if (rc < 0)
         goto fail_epoll;
@@ -55,10 +56,9 @@ int np__poller_init(void)
      * wakefd.h): a woken poller then goes straight back to work. */
     struct epoll_event ev = { .events = EPOLLIN | (np__wakefd_undrained_ok ? EPOLLET : 0),
                               .data.u64 = NP__POLLREG_NO_TAG };
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd.rfd, &ev) < 0) {
-        rc = -errno;
+    rc = NP__SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd.rfd, &ev));
+    if (rc < 0)
         goto fail_wake;
-    }
     atomic_store(&wake_pending, 0);
     return 0;
 fail_wake:
@@ -83,9 +83,7 @@ int np__poller_open(np__pollreg *reg)
         .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
         .data.u64 = np__pollreg_tag(reg),
     };
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, reg->fd, &ev) < 0)
-        return -errno;
-    return 0;
+    return NP__SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, reg->fd, &ev));
 }
 
 int np__poller_close(np__pollreg *reg)
@@ -93,9 +91,7 @@ int np__poller_close(np__pollreg *reg)
     /* Retire first: an event already harvested by a concurrent poll then
      * fails the tag check and is dropped. */
     np__pollreg_retire(reg);
-    if (epoll_ctl(epfd, EPOLL_CTL_DEL, reg->fd, NULL) < 0)
-        return -errno;
-    return 0;
+    return NP__SYS(epoll_ctl(epfd, EPOLL_CTL_DEL, reg->fd, NULL));
 }
 
 int np__poller_arm(np__pollreg *reg, int mode)
@@ -105,21 +101,22 @@ int np__poller_arm(np__pollreg *reg, int mode)
     return 0; /* edge-triggered: armed once, at open */
 }
 
+/* The number of events, or -errno. */
 static int wait_events(struct epoll_event *evs, int n, int64_t delay_ns)
 {
     if (delay_ns <= 0)
-        return epoll_wait(epfd, evs, n, delay_ns < 0 ? -1 : 0);
+        return NP__SYS(epoll_wait(epfd, evs, n, delay_ns < 0 ? -1 : 0));
 #if defined(SYS_epoll_pwait2) && !defined(NP_EPOLL_NO_PWAIT2)
     if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
         struct timespec ts = np__ns_to_timespec(delay_ns);
-        int r = (int)syscall(SYS_epoll_pwait2, epfd, evs, n, &ts, NULL, 0);
-        if (r >= 0 || errno != ENOSYS)
+        int r = (int)NP__SYS(syscall(SYS_epoll_pwait2, epfd, evs, n, &ts, NULL, 0));
+        if (r != -ENOSYS)
             return r;
         atomic_store_explicit(&no_pwait2, 1, memory_order_relaxed);
     }
 #endif
     int64_t ms = delay_ns / NP_MILLISECOND + (delay_ns % NP_MILLISECOND != 0);
-    return epoll_wait(epfd, evs, n, ms > INT_MAX ? INT_MAX : (int)ms);
+    return NP__SYS(epoll_wait(epfd, evs, n, ms > INT_MAX ? INT_MAX : (int)ms));
 }
 
 static uint8_t mode_of(uint32_t events)
@@ -141,7 +138,7 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
     int n = wait_events(evs, cap < MAX_BATCH ? cap : MAX_BATCH, delay_ns);
     np__pollreg_batch_begin(); /* before any resolve; the caller ends it */
     if (n < 0) {
-        int err = errno;
+        int err = -n;
         if (err == EINTR)
             return 0; /* the caller recomputes its delay */
         NP__PANIC("epoll_wait on fd %d: %s", epfd, np_strerror(err));

@@ -29,6 +29,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "base/sys.h"
 #include "base/clock.h"
 #include "poller/kqwake.h"
 #include "netpoll.h"
@@ -77,23 +78,22 @@ static void change(struct kevent *ch, int fd, int filter, unsigned flags, uint64
 static int apply(struct kevent *ch, int n)
 {
     for (;;) {
-        if (kevent(kq, ch, n, NULL, 0, NULL) == 0)
-            return 0;
-        if (errno != EINTR)
-            return -errno;
+        int rc = NP__SYS(kevent(kq, ch, n, NULL, 0, NULL));
+        if (rc != -EINTR)
+            return rc < 0 ? rc : 0;
     }
 }
 
 int np__poller_init(void)
 {
     np__assert(kq < 0);
-    int fd = kqueue();
+    int fd = NP__SYS(kqueue());
     if (fd < 0)
-        return -errno;
+        return fd;
     /* Close-on-exec, as every descriptor the library owns; kqueue() takes no
      * flags, and kqueue1/kqueuex are not everywhere. init runs alone. */
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-        int rc = -errno;
+    int rc = NP__SYS(fcntl(fd, F_SETFD, FD_CLOEXEC));
+    if (rc < 0) {
         close(fd);
         return rc;
     }
@@ -217,7 +217,7 @@ static int wait_events(struct kevent *evs, int n, int64_t delay_ns)
         ts = np__ns_to_timespec(delay_ns);
         tsp = &ts;
     }
-    return kevent(kq, NULL, 0, evs, n, tsp);
+    return NP__SYS(kevent(kq, NULL, 0, evs, n, tsp));
 }
 
 /* The entry of out[0..k) for reg, or -1. Linear: a batch is at most
@@ -237,9 +237,9 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
     struct kevent evs[MAX_BATCH];
     np__assert(cap > 0);
     int n = wait_events(evs, cap < MAX_BATCH ? cap : MAX_BATCH, delay_ns);
-    int err = errno;
     np__pollreg_batch_begin(); /* before any resolve; the caller ends it */
     if (n < 0) {
+        int err = -n;
         /* EINTR: the caller recomputes its delay. ETIMEDOUT: Darwin has been
          * seen to return it from a timed kevent() (Go issue 59679); it is
          * not documented, and treated as a timeout. */

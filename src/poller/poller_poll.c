@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/sys.h"
 #include "base/clock.h"
 #include "netpoll.h"
 #include "base/np_assert.h"
@@ -319,8 +320,7 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
         polling = ms != 0;
         pthread_mutex_unlock(&lock);
 
-        int n = poll(snap, (nfds_t)nsnap, ms);
-        int err = errno;
+        int n = NP__SYS(poll(snap, (nfds_t)nsnap, ms));
 
         np__pollreg_batch_begin(); /* before any resolve; the caller ends it */
         pthread_mutex_lock(&lock);
@@ -334,9 +334,9 @@ int np__poller_poll(int64_t delay_ns, np__pollev *out, int cap)
         pthread_mutex_unlock(&lock);
 
         if (n < 0) {
-            if (err == EINTR)
+            if (n == -EINTR)
                 return 0;
-            NP__PANIC("poll: %s", np_strerror(err));
+            NP__PANIC("poll: %s", np_strerror(n));
         }
         if (delay_ns != 0 && take_wake())
             return k;

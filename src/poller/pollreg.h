@@ -49,10 +49,14 @@ static inline uint64_t np__pollreg_tag(np__pollreg *reg)
 /* reg if tag names its current generation, else NULL. */
 np__pollreg *np__pollreg_resolve(uint64_t tag);
 
-/* Invalidates every tag issued so far for reg. */
+/* Invalidates every tag issued so far for reg. Sequentially consistent, not
+ * merely release: np__pollreg_quiesce's argument needs this increment and
+ * its own epoch load in the single total order that also holds the poller's
+ * batch_begin and its seq load in np__pollreg_resolve (a store-load
+ * pattern, which release/acquire does not order). */
 static inline void np__pollreg_retire(np__pollreg *reg)
 {
-    atomic_fetch_add_explicit(&reg->seq, 1, memory_order_release);
+    atomic_fetch_add_explicit(&reg->seq, 1, memory_order_seq_cst);
 }
 
 /* Resolve epochs.

@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "base/sys.h"
 #include "base/np_assert.h"
 #include "poller/wakefd.h"
 
@@ -11,9 +12,9 @@ const bool np__wakefd_undrained_ok = true;
 
 int np__wakefd_open(np__wakefd *w)
 {
-    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int fd = NP__SYS(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (fd < 0)
-        return -errno;
+        return fd;
     w->rfd = w->wfd = fd;
     return 0;
 }
@@ -28,10 +29,10 @@ void np__wakefd_signal(np__wakefd *w)
 {
     uint64_t one = 1;
     for (;;) {
-        ssize_t n = write(w->wfd, &one, sizeof one);
+        ssize_t n = NP__SYS(write(w->wfd, &one, sizeof one));
         if (n == (ssize_t)sizeof one)
             return;
-        int err = errno;
+        int err = n < 0 ? (int)-n : EIO;
         if (err == EINTR)
             continue;
         /* EAGAIN: the counter is saturated, so the descriptor is readable
@@ -46,15 +47,14 @@ void np__wakefd_drain(np__wakefd *w)
 {
     uint64_t v;
     for (;;) {
-        ssize_t n = read(w->rfd, &v, sizeof v);
+        ssize_t n = NP__SYS(read(w->rfd, &v, sizeof v));
         if (n == (ssize_t)sizeof v)
             return; /* one read resets the counter */
-        int err = errno;
-        if (n < 0 && err == EINTR)
+        if (n == -EINTR)
             continue;
-        if (n < 0 && err == EAGAIN)
+        if (n == -EAGAIN)
             return;
-        NP__PANIC("eventfd read: n=%zd errno=%d", n, err);
+        NP__PANIC("eventfd read: %zd", n);
     }
 }
 

@@ -4,17 +4,20 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "base/sys.h"
 #include "base/np_assert.h"
 #include "poller/wakefd.h"
 
 static int set_flags(int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -errno;
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
-        return -errno;
-    return 0;
+    int fl = NP__SYS(fcntl(fd, F_GETFL));
+    if (fl < 0)
+        return fl;
+    int rc = NP__SYS(fcntl(fd, F_SETFL, fl | O_NONBLOCK));
+    if (rc < 0)
+        return rc;
+    rc = NP__SYS(fcntl(fd, F_SETFD, FD_CLOEXEC));
+    return rc < 0 ? rc : 0;
 }
 
 const bool np__wakefd_undrained_ok = false;
@@ -22,8 +25,9 @@ const bool np__wakefd_undrained_ok = false;
 int np__wakefd_open(np__wakefd *w)
 {
     int p[2];
-    if (pipe(p) < 0)
-        return -errno;
+    int prc = NP__SYS(pipe(p));
+    if (prc < 0)
+        return prc;
     int rc = set_flags(p[0]);
     if (rc == 0)
         rc = set_flags(p[1]);
@@ -48,9 +52,10 @@ void np__wakefd_signal(np__wakefd *w)
 {
     char b = 0;
     for (;;) {
-        if (write(w->wfd, &b, 1) == 1)
+        ssize_t n = NP__SYS(write(w->wfd, &b, 1));
+        if (n == 1)
             return;
-        int err = errno;
+        int err = n < 0 ? (int)-n : EIO;
         if (err == EINTR)
             continue;
         if (err == EAGAIN) /* pipe full: readable already */
@@ -63,15 +68,14 @@ void np__wakefd_drain(np__wakefd *w)
 {
     char buf[64];
     for (;;) {
-        ssize_t n = read(w->rfd, buf, sizeof buf);
+        ssize_t n = NP__SYS(read(w->rfd, buf, sizeof buf));
         if (n > 0)
             continue;
-        int err = errno;
-        if (n < 0 && err == EINTR)
+        if (n == -EINTR)
             continue;
-        if (n < 0 && err == EAGAIN)
+        if (n == -EAGAIN)
             return;
-        NP__PANIC("wake pipe read: n=%zd errno=%d", n, err);
+        NP__PANIC("wake pipe read: %zd", n);
     }
 }
 

@@ -360,6 +360,37 @@ static void foreign_leave(void)
     atomic_fetch_sub(&S.foreign, 1);
 }
 
+bool np__runtime_enter(void)
+{
+    if (me())
+        return true;
+    /* foreign first, then ntasks: np_run stores ntasks = 0 before it reads
+     * foreign, so either it waits for us or we see the 0 (seq_cst). */
+    atomic_fetch_add(&S.foreign, 1);
+    if (atomic_load(&S.ntasks) > 0)
+        return true;
+    atomic_fetch_sub(&S.foreign, 1);
+    return false;
+}
+
+void np__runtime_leave(void)
+{
+    if (!me())
+        atomic_fetch_sub(&S.foreign, 1);
+}
+
+bool np__runtime_running(void)
+{
+    return atomic_load(&S.ntasks) > 0;
+}
+
+static void (*_Atomic stop_hook)(void);
+
+void np__sched_on_stop(void (*fn)(void))
+{
+    atomic_store(&stop_hook, fn);
+}
+
 /* ---- task waiters ---------------------------------------------------------- */
 
 static void task_ready(np__waiter *wt)
@@ -785,7 +816,7 @@ static void sweep(int64_t now)
             fresh[k]->sweep_seen_at = seen;
     }
     atomic_store(&S.sweep_wanted, wanted);
-    atomic_store(&S.sweep_next, np_now() + (budget == 0 ? period / 8 : period / 2));
+    atomic_store(&S.sweep_next, np__add_sat(np_now(), budget == 0 ? period / 8 : period / 2));
     atomic_store(&S.sweeping, 0);
 }
 
@@ -800,7 +831,7 @@ static int64_t sweep_deadline(void)
         return INT64_MAX;
     /* Past only while another worker's pass is still running. */
     int64_t next = atomic_load(&S.sweep_next);
-    return next > now ? next : now + S.idle_stack_ns / 8;
+    return next > now ? next : np__add_sat(now, S.idle_stack_ns / 8);
 }
 
 /* A task parked stack-free: if the last pass found nothing left to move,
@@ -1020,12 +1051,16 @@ static np__task *find_runnable(worker *w)
 
 /* ---- stack overflow --------------------------------------------------------- */
 
+/* The handler the program had when np_run installed ours. A fault that is
+ * not an overflow into a task's guard page is the program's: it is passed to
+ * that handler, and ours stays installed, so detection lasts the whole run.
+ * At the end of the run ours is replaced by the saved one only if it is still
+ * installed: a handler the program set meanwhile is left alone. */
 static struct sigaction old_segv;
 static _Atomic int segv_installed;
 
 static void on_segv(int sig, siginfo_t *si, void *uctx)
 {
-    (void)uctx;
     worker *w = tls_worker;
     np__task *t = w ? w->current : NULL;
     if (t && np__task_in_guard(t, si->si_addr)) {
@@ -1036,8 +1071,23 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
         (void)n;
         abort();
     }
-    /* Not ours: restore what was there and let the fault happen again. */
-    sigaction(sig, &old_segv, NULL);
+    /* Not ours: chain. */
+    if (old_segv.sa_flags & SA_SIGINFO) {
+        old_segv.sa_sigaction(sig, si, uctx);
+        return;
+    }
+    if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
+        old_segv.sa_handler(sig);
+        return;
+    }
+    /* The default action (a fault cannot be ignored): put it back and
+     * return, so the faulting instruction runs again and the process dies
+     * as it would have without us, with its core dump. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
 }
 
 static void install_segv_handler(void)
@@ -1053,7 +1103,11 @@ static void install_segv_handler(void)
 
 static void remove_segv_handler(void)
 {
-    if (atomic_exchange(&segv_installed, 0))
+    if (!atomic_exchange(&segv_installed, 0))
+        return;
+    struct sigaction now;
+    if (sigaction(SIGSEGV, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
+        now.sa_sigaction == on_segv)
         sigaction(SIGSEGV, &old_segv, NULL);
 }
 
@@ -1183,7 +1237,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     S.stack_size = stack;
     S.stack_budget = stack_budget();
     S.idle_stack_ns = NP__CTX_KNOWS_SP ? idle_stack_ns : 0;
-    atomic_store(&S.sweep_next, np_now() + idle_stack_ns);
+    atomic_store(&S.sweep_next, np__add_sat(np_now(), idle_stack_ns));
     atomic_store(&S.sweep_wanted, 0);
     atomic_store(&S.started, 0);
     atomic_store(&S.done, 0);
@@ -1214,6 +1268,9 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     /* Every task has finished; plain threads may still be leaving np_go. */
     while (atomic_load(&S.foreign))
         sched_yield();
+    void (*hook)(void) = atomic_load(&stop_hook);
+    if (hook)
+        hook(); /* handles left open: closed while the poller exists */
     remove_segv_handler();
     for (int i = 0; i < nworkers; i++) {
         unmap_stacks(S.workers[i].hot);

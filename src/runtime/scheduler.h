@@ -16,6 +16,20 @@ int np__sched_worker_id(void);
 /* Number of workers of the running runtime (0 when none runs). */
 int np__sched_workers(void);
 
+/* For a plain thread about to create something the runtime must clean up
+ * at its end (a handle): true if a runtime runs, and np_run then does not
+ * finish before the matching np__runtime_leave. Always true in a task. */
+bool np__runtime_enter(void);
+void np__runtime_leave(void);
+
+/* Whether a runtime runs (and has not begun to finish). */
+bool np__runtime_running(void);
+
+/* fn runs at the end of every np_run, once every task has finished and no
+ * plain thread is inside np__runtime_enter, before the poller is torn down:
+ * the net layer closes the handles still open. One hook; set once. */
+void np__sched_on_stop(void (*fn)(void));
+
 /* Test hook: the current task's next np_yield moves it to worker `id` (it
  * resumes there). Returns -EINVAL for a bad id, -EPERM outside a task. */
 int np__sched_yield_to(int id);

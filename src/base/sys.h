@@ -1,0 +1,36 @@
+/* System calls that give -errno: the only place in src/ that reads errno.
+ *
+ * Tasks migrate between threads, and errno is thread-local: a compiler may
+ * compute errno's address once, before a point where the task switches
+ * threads, and read the old thread's errno after it (it did, in np_dial).
+ * So no code in src/ names errno. Every call whose failure it wants to know
+ * goes through NP__SYS, which reads errno in the same expression as the
+ * call, before anything can switch:
+ *
+ *     ssize_t n = NP__SYS(recv(fd, buf, len, 0));   // bytes, or -EAGAIN, ...
+ *     int rc = NP__SYS(shutdown(fd, SHUT_WR));      // 0, or -ENOTCONN, ...
+ *
+ * tests/check_errno.sh enforces the rule: outside this file, the word errno
+ * appears in src/ only in comments.
+ */
+#ifndef NP_SYS_H
+#define NP_SYS_H
+
+#include <errno.h>
+
+/* The call's result when it is >= 0, else -errno (the call's own). For calls
+ * that return -1 and set errno on failure. */
+#define NP__SYS(call)                                                        \
+    __extension__({                                                          \
+        __typeof__(call) np_sys_r_ = (call);                                 \
+        np_sys_r_ < 0 ? (__typeof__(np_sys_r_))-errno : np_sys_r_;           \
+    })
+
+/* For calls that return a pointer, or NULL and set errno: -errno or 0. */
+#define NP__SYS_PTR(call, out)                                               \
+    __extension__({                                                          \
+        (out) = (call);                                                      \
+        (out) ? 0 : -errno;                                                  \
+    })
+
+#endif
