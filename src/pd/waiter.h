@@ -43,8 +43,14 @@ struct np__waiter {
 
 /* The waiter for the code running now: the current task's, or else the
  * calling thread's own. Not inlined: tasks migrate between threads, and a
- * cached thread-local address would name the wrong thread's waiter. */
+ * cached thread-local address would name the wrong thread's waiter.
+ * Declared here, defined by the runtime (scheduler.c), which alone knows
+ * whether a task is running: this layer never includes the runtime's
+ * headers. */
 np__waiter *np__waiter_current(void);
+
+/* The calling thread's own waiter (waiter_thread.c). Not inlined, as above. */
+np__waiter *np__thread_waiter_self(void);
 
 static inline void np__waiter_ready(np__waiter *w)
 {

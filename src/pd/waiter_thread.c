@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "base/np_assert.h"
-#include "runtime/scheduler.h"
 #include "pd/waiter.h"
 
 typedef struct thread_waiter {
@@ -65,11 +64,8 @@ static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned fla
         futex_wait(&tw->token, 0);
 }
 
-__attribute__((noinline)) np__waiter *np__waiter_current(void)
+__attribute__((noinline)) np__waiter *np__thread_waiter_self(void)
 {
-    np__task *t = np__sched_current_task();
-    if (t)
-        return &t->waiter;
     np__waiter *w = &self.base;
     __asm__ volatile("" : "+r"(w)); /* not to be reused across a switch */
     return w;

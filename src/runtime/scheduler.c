@@ -360,6 +360,12 @@ static void foreign_leave(void)
     atomic_fetch_sub(&S.foreign, 1);
 }
 
+__attribute__((noinline)) np__waiter *np__waiter_current(void)
+{
+    np__task *t = np__sched_current_task();
+    return t ? &t->waiter : np__thread_waiter_self();
+}
+
 bool np__runtime_enter(void)
 {
     if (me())
