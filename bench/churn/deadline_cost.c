@@ -14,7 +14,7 @@
 
 static long iters = 1000000;
 static int reps = 5;
-static double result;
+static double result, io_nodl, io_dl;
 
 static int cmpd(const void *a, const void *b)
 {
@@ -46,6 +46,31 @@ static void main_task(void *arg)
     }
     qsort(v, (size_t)reps, sizeof *v, cmpd);
     result = v[reps / 2];
+    /* Write + read, without and with deadlines, alternating per rep. */
+    double *nodl = calloc((size_t)reps, sizeof *nodl), *dl = calloc((size_t)reps, sizeof *dl);
+    if (nodl == NULL || dl == NULL)
+        exit(1);
+    long io_iters = iters / 4 > 0 ? iters / 4 : 1;
+    for (int r = 0; r < 2 * reps; r++) {
+        int64_t d = (r & 1) ? np_now() + 3600 * NP_SECOND : 0;
+        np_set_deadline(a, d);
+        np_set_deadline(b, d);
+        char c = 'x';
+        int64_t t0 = np_now();
+        for (long i = 0; i < io_iters; i++) {
+            if (np_write(a, &c, 1) != 1 || np_read(b, &c, 1) != 1) {
+                fprintf(stderr, "deadline_cost: echo failed\n");
+                exit(1);
+            }
+        }
+        ((r & 1) ? dl : nodl)[r / 2] = (double)(np_now() - t0) / (double)io_iters;
+    }
+    qsort(nodl, (size_t)reps, sizeof *nodl, cmpd);
+    qsort(dl, (size_t)reps, sizeof *dl, cmpd);
+    io_nodl = nodl[reps / 2];
+    io_dl = dl[reps / 2];
+    free(nodl);
+    free(dl);
     free(v);
     np_close(a);
     np_close(b);
@@ -66,5 +91,6 @@ int main(int argc, char **argv)
     if (np_run(&cfg, main_task, NULL) < 0)
         return 1;
     printf("deadline_pair_ns=%.1f iters=%ld reps=%d\n", result, iters, reps);
+    printf("io_nodl_ns=%.1f io_dl_ns=%.1f io_dl_ratio=%.3f\n", io_nodl, io_dl, io_dl / io_nodl);
     return 0;
 }

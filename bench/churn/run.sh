@@ -123,7 +123,9 @@ awk '
 cost=
 if [ -x "$npbin/deadline_cost" ]; then
     progress "churn: direct cost of the deadline calls (deadline_cost)"
-    cost=$(taskset -c "$SERVER_CPU" "$npbin/deadline_cost" | sed -n 's/^deadline_pair_ns=\([0-9.]*\).*/\1/p')
+    costout=$(taskset -c "$SERVER_CPU" "$npbin/deadline_cost")
+    cost=$(echo "$costout" | sed -n 's/^deadline_pair_ns=\([0-9.]*\).*/\1/p')
+    iocheck=$(echo "$costout" | sed -n 's/^io_nodl_ns=\([0-9.]*\) io_dl_ns=\([0-9.]*\) io_dl_ratio=\([0-9.]*\).*/\1 \2 \3/p')
 fi
 {
     echo "# server cpu_ns_per_rt_median min max rt_per_s p99_us other_cpu_pct"
@@ -182,6 +184,11 @@ $(run_context)"
     echo
     if [ -n "$cost" ]; then
         echo "Direct cost, measured in-process (bench/churn/deadline_cost.c: the same two calls, each with its np_now(), on a live connection, 10⁶ times): **${cost} ns per round trip**."
+        if [ -n "${iocheck:-}" ]; then
+            read -r io_n io_d io_r <<<"$iocheck"
+            echo
+            echo "A call on a connection with a deadline reads the clock at its start (a passed deadline fails even a call that need not block): a 1-byte write + read costs ${io_n} ns without deadlines and ${io_d} ns with one set far ahead, **× ${io_r}** (same process, alternating)."
+        fi
         echo
     fi
     cat "$results/churn.targets"
