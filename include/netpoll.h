@@ -197,6 +197,104 @@ NP_API int np_local_addr(np_conn c, char *buf, size_t len);
 NP_API int np_remote_addr(np_conn c, char *buf, size_t len);
 NP_API int np_conn_fd(np_conn c); /* for setsockopt; do not close it */
 
+/* Coordination --------------------------------------------------------------
+ *
+ * Go's sync.Mutex, sync.Cond, sync.WaitGroup, channels and select. Every
+ * call works from a task (it parks the task, never the worker thread) and
+ * from a plain thread while a runtime runs (it blocks the thread on a futex):
+ * a task and a thread may contend for one mutex or sit on the two ends of
+ * one channel. A call that would have to block on a plain thread while no
+ * runtime runs returns -ESRCH instead (nothing could wake it); calls that
+ * need not block work without a runtime.
+ *
+ * np_mutex, np_cond and np_waitgroup are embedded by value: ready when
+ * zeroed (= NP_MUTEX_INIT or memset 0), no destroy call, and they must not
+ * be moved or copied while in use. Using one after its memory was freed is
+ * the caller's bug, as with pthreads (no handle protects them). Channels
+ * are handles (np_chan), with the connections' safety.
+ *
+ * Deadlines are absolute, as everywhere: 0 = none; one already past makes a
+ * call that would block fail at once with -ETIMEDOUT (a non-blocking try).
+ * A deadline never fires early.
+ */
+typedef struct np_mutex     { uint64_t opaque_[4]; } np_mutex;
+typedef struct np_cond      { uint64_t opaque_[4]; } np_cond;
+typedef struct np_waitgroup { uint64_t opaque_[4]; } np_waitgroup;
+#define NP_MUTEX_INIT     { { 0 } }
+#define NP_COND_INIT      { { 0 } }
+#define NP_WAITGROUP_INIT { { 0 } }
+
+/* Not recursive, not owned: any task or thread may unlock (as in Go). An
+ * uncontended lock or unlock is one atomic operation. When the mutex is
+ * unlocked with waiters queued, it is handed to the first of them (FIFO):
+ * no waiter starves. -EINVAL for NULL. */
+NP_API int np_mutex_lock(np_mutex *m);                         /* 0 */
+NP_API int np_mutex_lock_until(np_mutex *m, int64_t deadline); /* 0, -ETIMEDOUT */
+NP_API int np_mutex_trylock(np_mutex *m);                      /* 0, -EBUSY */
+NP_API int np_mutex_unlock(np_mutex *m);                       /* 0, -EPERM if not locked */
+
+/* Waits with m held (by the caller); m is held again on return, whatever
+ * the result. Spurious wake-ups are allowed (callers loop on their
+ * predicate), as with pthread_cond. signal wakes the longest waiter,
+ * broadcast all; both are fine with or without m held. -EINVAL for NULL,
+ * -EPERM if m is not locked. */
+NP_API int np_cond_wait(np_cond *c, np_mutex *m, int64_t deadline); /* 0, -ETIMEDOUT */
+NP_API int np_cond_signal(np_cond *c);                              /* 0 */
+NP_API int np_cond_broadcast(np_cond *c);                           /* 0 */
+
+/* A counter of outstanding work: add before starting it, done when each
+ * piece finishes, wait until the count is 0. -EINVAL (and no change) if
+ * the count would go below 0 (Go panics there). Reusable once 0. */
+NP_API int np_waitgroup_add(np_waitgroup *wg, int64_t delta);
+NP_API int np_waitgroup_done(np_waitgroup *wg); /* add(-1) */
+NP_API int np_waitgroup_wait(np_waitgroup *wg, int64_t deadline); /* 0, -ETIMEDOUT */
+
+/* Channels: Go's, elements copied by value (elem_size bytes; 0 allowed: a
+ * signal-only channel, whose elem pointers may be NULL). capacity 0 =
+ * unbuffered: a send completes only when a receiver takes the element,
+ * which is copied straight from the sender to the receiver. id 0 is the
+ * nil channel: send and receive on it block until their deadline (forever
+ * with none), as in Go. Handles: a freed, forged or zero id gives -EBADF
+ * (except where the nil channel's meaning applies: select). */
+typedef struct np_chan { uint64_t id; } np_chan;
+
+/* -EINVAL for a NULL out or an absurd size (elem_size * capacity
+ * overflowing, or over 1 GiB), -ENOMEM. */
+NP_API int np_chan_make(np_chan *out, size_t elem_size, size_t capacity);
+/* 0; -EPIPE if the channel is closed (before or while blocked; Go
+ * panics); -ETIMEDOUT; -ECANCELED if freed while blocked; -EBADF. */
+NP_API int np_chan_send(np_chan ch, const void *elem, int64_t deadline);
+/* 0; -EPIPE once the channel is closed AND drained (buffered elements are
+ * still delivered after close, as in Go; elem is then zeroed, Go's zero
+ * value); -ETIMEDOUT; -ECANCELED; -EBADF. */
+NP_API int np_chan_recv(np_chan ch, void *elem, int64_t deadline);
+/* 0; wakes every blocked sender (-EPIPE) and receiver (-EPIPE, once the
+ * buffer is drained); -EPIPE if already closed; -EBADF. */
+NP_API int np_chan_close(np_chan ch);
+/* Releases the handle: calls blocked on it return -ECANCELED, later calls
+ * -EBADF; buffered elements are dropped. */
+NP_API int np_chan_free(np_chan ch);
+NP_API int np_chan_len(np_chan ch); /* elements buffered now, or -EBADF */
+NP_API int np_chan_cap(np_chan ch); /* capacity, or -EBADF */
+
+/* Select: waits until one case can proceed, performs it, and returns its
+ * index; among several ready cases one is chosen uniformly at random (no
+ * starvation). cases[i].result is then 0, or -EPIPE (a send on a closed
+ * channel, or a receive from a closed and drained one). A case whose
+ * chan.id is 0 never proceeds (Go's nil channel). A deadline already past
+ * makes it non-blocking (Go's default): -ETIMEDOUT if nothing is ready.
+ * -EBADF if a case names a freed or forged channel (-ECANCELED if one is
+ * freed while blocked); -EINVAL for a bad op, NULL cases with n > 0, or n
+ * < 0 or over 64. n = 0 (or only nil channels) blocks until the deadline. */
+enum { NP_SEND = 1, NP_RECV = 2 };
+typedef struct np_select_case {
+    np_chan chan;
+    int     op;      /* NP_SEND or NP_RECV */
+    void   *elem;    /* the element to send, or where to receive into */
+    int     result;  /* out */
+} np_select_case;
+NP_API int np_select(np_select_case *cases, int n, int64_t deadline);
+
 /* Name of the poller backend this library was built with: "epoll",
  * "epoll_pipe" (epoll woken through a pipe instead of an eventfd) or "poll".
  * Chosen at build time with -DNP_POLLER=epoll|poll (and -DNP_WAKE=pipe). */

@@ -39,6 +39,12 @@ np__task *np__task_new_struct(void)
         free(t);
         return NULL;
     }
+    if (np__timer_init(&t->wrec.timer, (uint32_t)((uintptr_t)t >> 6) + 1) != 0) {
+        np__timer_destroy(&t->sleep_timer);
+        free(t);
+        return NULL;
+    }
+    t->wrec.timer_ready = true;
     t->target_worker = -1;
     return t;
 }
@@ -46,6 +52,7 @@ np__task *np__task_new_struct(void)
 void np__task_free_struct(np__task *t)
 {
     np__timer_destroy(&t->sleep_timer);
+    np__timer_destroy(&t->wrec.timer);
     free(t);
 }
 

@@ -30,6 +30,7 @@
 #include "runtime/sanitizer.h"
 #include "pd/timer.h"
 #include "pd/waiter.h"
+#include "pd/waitrec.h"
 
 /* What the sanitizers need to know about a stack we switch to. */
 typedef struct np__stackinfo {
@@ -77,6 +78,7 @@ struct np__task {
     char *moved_at;
     size_t moved_len;
 
+    np__wrec wrec;            /* coordination waits (sync/wait.h) */
     np__timer sleep_timer;    /* np_sleep */
     _Atomic uintptr_t sleep_sem; /* 0 idle, 1 fired, 2 waiting, or waiter */
     _Atomic uintptr_t sleep_seq;

@@ -1,0 +1,251 @@
+/* Coordination waits: records, queues, claims and parking. The protocol is
+ * in wait.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "base/cpu_relax.h"
+#include "base/np_assert.h"
+#include "netpoll.h"
+#include "runtime/scheduler.h"
+#include "sync/wait.h"
+
+#define WORD(seq, state) (((uint64_t)(seq) << 3) | (uint64_t)(state))
+
+/* ---- spinlock ---------------------------------------------------------- */
+
+void np__spin_lock(_Atomic int *l)
+{
+    for (;;) {
+        if (!atomic_exchange_explicit(l, 1, memory_order_acquire))
+            return;
+        while (atomic_load_explicit(l, memory_order_relaxed))
+            np__cpu_relax();
+    }
+}
+
+void np__spin_unlock(_Atomic int *l)
+{
+    atomic_store_explicit(l, 0, memory_order_release);
+}
+
+/* ---- queues ------------------------------------------------------------- */
+
+void np__wq_push(np__wqueue *q, np__wnode *n)
+{
+    n->next = NULL;
+    n->prev = q->tail;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    n->linked = true;
+}
+
+void np__wq_unlink(np__wqueue *q, np__wnode *n)
+{
+    if (!n->linked)
+        return;
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        q->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        q->tail = n->prev;
+    n->prev = n->next = NULL;
+    n->linked = false;
+}
+
+bool np__wnode_claim(np__wnode *n, bool *was_parked)
+{
+    uint64_t cur = atomic_load(&n->rec->claim);
+    for (;;) {
+        if (NP__W_SEQ(cur) != n->seq)
+            return false; /* a later wait of the same owner: not this node's */
+        unsigned st = NP__W_STATE(cur);
+        if (st != NP__W_OPEN && st != NP__W_PARKED)
+            return false; /* another case, or the deadline, won */
+        if (atomic_compare_exchange_weak(&n->rec->claim, &cur, WORD(n->seq, NP__W_CLAIMING))) {
+            *was_parked = st == NP__W_PARKED;
+            return true;
+        }
+    }
+}
+
+np__wnode *np__wq_claim_first(np__wqueue *q, bool *was_parked)
+{
+    while (q->head) {
+        np__wnode *n = q->head;
+        np__wq_unlink(q, n);
+        if (np__wnode_claim(n, was_parked))
+            return n;
+    }
+    return NULL;
+}
+
+np__wrec *np__wnode_done(np__wnode *n, int result)
+{
+    np__wrec *r = n->rec;
+    n->result = result;
+    r->winner = n->index;
+    /* Release: the outcome (result, winner, a copied element) is visible to
+     * an owner that sees DONE. Nothing may touch n after this store. */
+    atomic_store_explicit(&r->claim, WORD(n->seq, NP__W_DONE), memory_order_release);
+    return r;
+}
+
+void np__wait_ready(np__wrec *r)
+{
+    np__waiter_ready(r->waiter);
+}
+
+/* ---- records -------------------------------------------------------------
+ *
+ * A task's record is in its struct. A plain thread's comes from a pool of
+ * records that are never freed (a late timer may still look at one), and
+ * goes back to it when the thread exits. */
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static np__wrec *pool;
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
+static _Thread_local np__wrec *thread_rec;
+
+static void thread_rec_release(void *p)
+{
+    np__wrec *r = p;
+    pthread_mutex_lock(&pool_lock);
+    r->next_free = pool;
+    pool = r;
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static void thread_key_create(void)
+{
+    if (pthread_key_create(&thread_key, thread_rec_release) != 0)
+        NP__PANIC("sync: pthread_key_create failed");
+}
+
+/* Not inlined: the thread-local address must not be kept across a switch
+ * (a plain thread never switches, but the rule is cheap to keep). */
+__attribute__((noinline)) static np__wrec *my_thread_rec(void)
+{
+    if (thread_rec)
+        return thread_rec;
+    pthread_once(&thread_once, thread_key_create);
+    pthread_mutex_lock(&pool_lock);
+    np__wrec *r = pool;
+    if (r)
+        pool = r->next_free;
+    pthread_mutex_unlock(&pool_lock);
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return NULL;
+        if (np__timer_init(&r->timer, (uint32_t)((uintptr_t)r >> 6)) != 0) {
+            free(r);
+            return NULL;
+        }
+        r->timer_ready = true;
+    }
+    pthread_setspecific(thread_key, r);
+    thread_rec = r;
+    return r;
+}
+
+int np__wait_begin(np__wrec **out)
+{
+    np__task *t = np__sched_current_task();
+    np__wrec *r;
+    if (t) {
+        r = &t->wrec;
+    } else {
+        /* Only a running runtime's workers run timers and ready anyone. */
+        if (!np__runtime_running())
+            return -ESRCH;
+        r = my_thread_rec();
+        if (!r)
+            return -ENOMEM;
+    }
+    r->waiter = np__waiter_current();
+    uint64_t cur = atomic_load_explicit(&r->claim, memory_order_relaxed);
+    atomic_store(&r->claim, WORD(NP__W_SEQ(cur) + 1, NP__W_OPEN));
+    *out = r;
+    return 0;
+}
+
+uint64_t np__wait_seq(const np__wrec *r)
+{
+    return NP__W_SEQ(atomic_load_explicit(&r->claim, memory_order_relaxed));
+}
+
+static void expire(void *arg, uintptr_t seq)
+{
+    np__wrec *r = arg;
+    uint64_t cur = atomic_load(&r->claim);
+    for (;;) {
+        if (NP__W_SEQ(cur) != (uint64_t)seq)
+            return; /* a timer of an earlier wait */
+        unsigned st = NP__W_STATE(cur);
+        if (st != NP__W_OPEN && st != NP__W_PARKED)
+            return; /* a waker won */
+        if (atomic_compare_exchange_weak(&r->claim, &cur, WORD(seq, NP__W_TIMEDOUT))) {
+            if (st == NP__W_PARKED)
+                np__wait_ready(r);
+            return;
+        }
+    }
+}
+
+void np__wait_arm(np__wrec *r, int64_t deadline)
+{
+    if (deadline > 0)
+        np__timer_set(&r->timer, deadline, expire, r, (uintptr_t)np__wait_seq(r));
+}
+
+typedef struct commit_arg {
+    np__wrec *r;
+    void (*unlock)(void *);
+    void *arg;
+} commit_arg;
+
+static bool commit(np__waiter *self, void *p)
+{
+    (void)self;
+    commit_arg *c = p;
+    np__wrec *r = c->r;
+    /* Read the word before the locks go: until then no waker can claim. */
+    uint64_t open = atomic_load(&r->claim);
+    if (c->unlock)
+        c->unlock(c->arg);
+    if (NP__W_STATE(open) != NP__W_OPEN)
+        return false; /* the deadline won already */
+    return atomic_compare_exchange_strong(&r->claim, &open,
+                                          WORD(NP__W_SEQ(open), NP__W_PARKED));
+}
+
+unsigned np__wait_park(np__wrec *r, void (*unlock)(void *), void *arg)
+{
+    commit_arg c = { r, unlock, arg };
+    np__waiter_park(r->waiter, commit, &c, 0);
+    uint64_t w;
+    /* A waker that won before the commit may still be writing. */
+    while (NP__W_STATE(w = atomic_load_explicit(&r->claim, memory_order_acquire)) ==
+           NP__W_CLAIMING)
+        np__cpu_relax();
+    np__timer_stop(&r->timer);
+    unsigned st = NP__W_STATE(w);
+    np__assert(st == NP__W_DONE || st == NP__W_TIMEDOUT);
+    return st;
+}
+
+bool np__wait_expired(np__wrec *r)
+{
+    /* Claim the wait for ourselves: a past deadline, found before parking. */
+    uint64_t cur = atomic_load(&r->claim);
+    return NP__W_STATE(cur) == NP__W_OPEN &&
+           atomic_compare_exchange_strong(&r->claim, &cur, WORD(NP__W_SEQ(cur), NP__W_TIMEDOUT));
+}
