@@ -74,6 +74,10 @@ typedef struct np_config {
                         * switch cannot tell a task's stack pointer
                         * (NP_CONTEXT=ucontext other than on x86-64 and
                         * AArch64). Negative: -EINVAL. */
+    int offload_threads; /* most threads np_offload may use at once; 0 = 64.
+                        * Started on demand, retired after 5 s idle,
+                        * joined before np_run returns. Negative or over
+                        * 4096: -EINVAL. */
 } np_config;
 
 /* Starts the runtime (cfg may be NULL for defaults), runs main_task(arg) as a
@@ -90,13 +94,24 @@ NP_API int np_run(const np_config *cfg, void (*main_task)(void *), void *arg);
  * running one is finishing: its last task has already ended). */
 NP_API int np_go(void (*fn)(void *), void *arg);
 
+/* Runs fn(arg) on a pool thread and parks the calling task until it
+ * returns (0): for a blocking call — a file read, sleep(), a library that
+ * blocks — that would otherwise hold up every task on the worker. From a
+ * plain thread (while a runtime runs) it calls fn directly. -EINVAL (fn
+ * NULL), -ESRCH (no runtime), -ENOMEM (no pool thread could be had). The
+ * pool grows on demand up to np_config.offload_threads; jobs beyond that
+ * wait, first come first served. fn must not call the blocking np_ calls
+ * meant for tasks (it runs on a plain thread: they block that thread). */
+NP_API int np_offload(void (*fn)(void *), void *arg);
+
 /* Lets other runnable tasks run; the caller is queued behind them. From a
  * plain thread: sched_yield(). */
 NP_API void np_yield(void);
 
 /* Blocks the task for ns nanoseconds (<= 0: returns at once), or until the
- * absolute monotonic time `deadline`. Never returns early. 0, or -EPERM from
- * a plain thread. */
+ * absolute monotonic time `deadline`. Never returns early. From a plain
+ * thread while a runtime runs, the thread sleeps (in the kernel). 0, or
+ * -ESRCH from a plain thread with no runtime running. */
 NP_API int np_sleep(int64_t ns);
 NP_API int np_sleep_until(int64_t deadline);
 
@@ -110,8 +125,10 @@ NP_API int np_sleep_until(int64_t deadline);
  * Which thread may call what: np_close, np_close_write, np_listener_close,
  * the deadline setters, the address calls and np_conn_fd work from any
  * thread. Calls that block (np_read, np_write, np_wait_readable, np_accept,
- * np_dial) must run in a task; from a plain thread they return -EPERM while
- * a runtime runs, and -ESRCH when none does.
+ * np_dial) park the calling task; called from a plain thread while a
+ * runtime runs, they block that thread (on a futex) with the same deadlines
+ * and close semantics, so threads and tasks can share connections. With no
+ * runtime running they return -ESRCH.
  *
  * Handles belong to the run of np_run that made them: np_listen needs a
  * running runtime (-ESRCH otherwise, from any thread), and when np_run

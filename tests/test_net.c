@@ -313,49 +313,96 @@ static void t_close_cancels_blocked_calls(void)
     run(body_ecanceled);
 }
 
-/* ---- -EPERM from a plain thread -------------------------------------------------------- */
+/* ---- plain threads doing I/O ------------------------------------------------------------- */
 
 static np_conn perm_conn;
 static np_listener perm_l;
+/* Plain threads do I/O while a runtime runs: the blocking calls block the
+ * thread (on its futex), with the same deadlines and close semantics. */
+static np_waitgroup plain_wg;
+static char plain_addr[128];
+
 static void *plain_thread(void *arg)
 {
     (void)arg;
-    char b;
-    np_conn c;
-    NP_CHECK_EQ(np_read(perm_conn, &b, 1), -EPERM);
-    NP_CHECK_EQ(np_write(perm_conn, &b, 1), -EPERM);
-    NP_CHECK_EQ(np_wait_readable(perm_conn), -EPERM);
-    NP_CHECK_EQ(np_accept(perm_l, &c), -EPERM);
-    NP_CHECK_EQ(np_dial(&c, "tcp4", "127.0.0.1:1", 0), -EPERM);
-    NP_CHECK_EQ(np_sleep(1), -EPERM);
-    /* The calls allowed anywhere work from here. */
+    char b = 0;
+    np_conn c, d;
+    /* Blocks until the task writes. */
+    NP_CHECK_EQ(np_read(perm_conn, &b, 1), 1);
+    NP_CHECK_EQ(b, 'x');
+    NP_CHECK_EQ(np_write(perm_conn, "y", 1), 1);
+    /* A read deadline, never early. */
+    int64_t d0 = np_now() + 20 * NP_MILLISECOND;
+    NP_CHECK_OK(np_set_read_deadline(perm_conn, d0));
+    NP_CHECK_EQ(np_read(perm_conn, &b, 1), -ETIMEDOUT);
+    NP_CHECK_GE(np_now(), d0);
+    NP_CHECK_OK(np_set_read_deadline(perm_conn, 0));
+    /* Waits for readability, then the data the task sends. */
+    NP_CHECK_OK(np_wait_readable(perm_conn));
+    NP_CHECK_EQ(np_read(perm_conn, &b, 1), 1);
+    NP_CHECK_EQ(b, 'z');
+    /* Dial and accept, both from this thread. */
+    NP_CHECK_OK(np_dial(&c, "tcp4", plain_addr, np_now() + 5 * NP_SECOND));
+    NP_CHECK_OK(np_accept(perm_l, &d));
+    NP_CHECK_EQ(np_write(c, "w", 1), 1);
+    NP_CHECK_EQ(np_read(d, &b, 1), 1);
+    NP_CHECK_EQ(b, 'w');
+    NP_CHECK_OK(np_close(c));
+    NP_CHECK_OK(np_close(d));
+    /* Sleeps, never early. */
+    int64_t t0 = np_now();
+    NP_CHECK_OK(np_sleep(5 * NP_MILLISECOND));
+    NP_CHECK_GE(np_now() - t0, 5 * NP_MILLISECOND);
+    /* The calls allowed anywhere work from here too. */
     char addr[128];
     NP_CHECK_OK(np_set_deadline(perm_conn, np_now() + NP_SECOND));
     NP_CHECK_OK(np_local_addr(perm_conn, addr, sizeof addr));
     NP_CHECK_GE(np_conn_fd(perm_conn), 0);
-    NP_CHECK_OK(np_close(perm_conn));
+    /* Blocked in a read; the task closes the connection: -ECANCELED (or
+     * -EBADF if the close came first). */
+    NP_CHECK_OK(np_set_deadline(perm_conn, 0));
+    NP_CHECK_OK(np_waitgroup_done(&plain_wg));
+    ssize_t r = np_read(perm_conn, &b, 1);
+    NP_CHECK_MSG(r == -ECANCELED || r == -EBADF, "read: %zd", r);
     NP_CHECK_OK(np_listener_close(perm_l));
     return NULL;
 }
 
-static void body_eperm(void)
+static void join_thread(void *arg)
 {
-    char addr[128];
-    perm_l = listen_any("tcp4", "127.0.0.1:0", addr, sizeof addr);
-    NP_CHECK_OK(np_dial(&perm_conn, "tcp4", addr, 0));
+    pthread_join(*(pthread_t *)arg, NULL);
+}
+
+static void body_plain_io(void)
+{
+    perm_l = listen_any("tcp4", "127.0.0.1:0", plain_addr, sizeof plain_addr);
+    NP_CHECK_OK(np_dial(&perm_conn, "tcp4", plain_addr, 0));
     np_conn s = accept_one(perm_l);
+    NP_CHECK_OK(np_waitgroup_add(&plain_wg, 1));
     pthread_t th;
     NP_CHECK_OK(pthread_create(&th, NULL, plain_thread, NULL));
-    NP_CHECK_OK(pthread_join(th, NULL));
+    char b;
+    NP_CHECK_EQ(np_write(s, "x", 1), 1);
+    NP_CHECK_EQ(np_read(s, &b, 1), 1);
+    NP_CHECK_EQ(b, 'y');
+    NP_CHECK_OK(np_sleep(40 * NP_MILLISECOND)); /* past the thread's deadline */
+    NP_CHECK_EQ(np_write(s, "z", 1), 1);
+    NP_CHECK_OK(np_waitgroup_wait(&plain_wg, 0));
+    NP_CHECK_OK(np_sleep(20 * NP_MILLISECOND)); /* let it block; either result is checked */
+    NP_CHECK_OK(np_close(perm_conn));
+    NP_CHECK_OK(np_offload(join_thread, &th));
     NP_CHECK_OK(np_close(s));
 }
 
-static void t_plain_thread_gets_eperm(void)
+static void t_plain_thread_does_io(void)
 {
-    run(body_eperm);
+    run(body_plain_io);
     /* With no runtime at all, the contract's -ESRCH. */
     char b;
+    np_conn c;
     NP_CHECK_EQ(np_read((np_conn){ 1 }, &b, 1), -ESRCH);
+    NP_CHECK_EQ(np_dial(&c, "tcp4", "127.0.0.1:1", 0), -ESRCH);
+    NP_CHECK_EQ(np_sleep(1), -ESRCH);
 }
 
 /* ---- peer reset and broken pipe, no SIGPIPE ----------------------------------------------- */
@@ -735,7 +782,7 @@ NP_TEST_LIST(
     NP_CASE(t_bad_input),
     NP_CASE(t_ebadf_closed_stale_zero_forged),
     NP_CASE(t_close_cancels_blocked_calls),
-    NP_CASE(t_plain_thread_gets_eperm),
+    NP_CASE(t_plain_thread_does_io),
     NP_CASE(t_peer_reset_and_broken_pipe),
     NP_CASE(t_emfile_on_accept),
     NP_CASE(t_half_close),

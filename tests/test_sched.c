@@ -63,8 +63,12 @@ static void t_bad_config_and_misuse(void)
     /* Outside a runtime. */
     NP_CHECK_EQ(np_go(set_ran, NULL), -ESRCH);
     NP_CHECK_EQ(np_go(NULL, NULL), -EINVAL);
-    NP_CHECK_EQ(np_sleep(1), -EPERM);
-    NP_CHECK_EQ(np_sleep_until(np_now() + 1), -EPERM);
+    NP_CHECK_EQ(np_sleep(1), -ESRCH);
+    NP_CHECK_EQ(np_sleep_until(np_now() + 1), -ESRCH);
+    c = (np_config){ .offload_threads = -1 };
+    NP_CHECK_EQ(np_run(&c, set_ran, NULL), -EINVAL);
+    c = (np_config){ .offload_threads = 100000 };
+    NP_CHECK_EQ(np_run(&c, set_ran, NULL), -EINVAL);
     np_yield(); /* a plain sched_yield */
     int rc = 0;
     NP_CHECK_OK(np_run(NULL, nested_run, &rc));

@@ -92,6 +92,7 @@ bool np__fd_lock(np__fd *fd, bool read)
 }
 
 static void destroy(np__fd *fd);
+static int fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id);
 
 void np__fd_unlock(np__fd *fd, bool read)
 {
@@ -184,6 +185,18 @@ static void slot_free(np__fd *fd)
 }
 
 int np__fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
+{
+    /* A handle lives in the running runtime's poller; np_run, when it ends,
+     * closes those still open (np__fd_close_all), and must not miss one
+     * made by a plain thread meanwhile. */
+    if (!np__runtime_enter())
+        return -ESRCH;
+    int rc = fd_new(sysfd, kind, family, out, id);
+    np__runtime_leave();
+    return rc;
+}
+
+static int fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
 {
     np__fd *fd = slot_alloc();
     if (!fd)

@@ -34,16 +34,12 @@
 #include "poller/poller.h"
 #include "runtime/scheduler.h"
 
-static bool in_task(void)
+/* Blocking calls work from tasks (they park the task) and from plain
+ * threads while a runtime runs (they block the thread on its futex). With
+ * no runtime: -ESRCH, as the contract says; nothing could wake them. */
+static int no_runtime(void)
 {
-    return np__sched_current_task() != NULL;
-}
-
-/* What a blocking call gives on a plain thread: -ESRCH with no runtime
- * running, else -EPERM (plain threads do not block in net calls yet). */
-static int plain_thread_error(void)
-{
-    return np__runtime_running() ? -EPERM : -ESRCH;
+    return !np__sched_current_task() && !np__runtime_running();
 }
 
 static void set_nodelay(int s, int family)
@@ -90,9 +86,8 @@ int np_listen_reuseport(np_listener *out, const char *network, const char *addre
     if (!out)
         return -EINVAL;
     out->id = 0;
-    /* A handle lives in the running runtime's poller: none, no handle. */
-    if (!np__runtime_enter())
-        return -ESRCH;
+    if (no_runtime())
+        return -ESRCH; /* a handle lives in a running runtime's poller */
     np__addrs addrs;
     int rc = np__resolve(network, address, true, &addrs);
     np__fd *fd = NULL;
@@ -109,7 +104,6 @@ int np_listen_reuseport(np_listener *out, const char *network, const char *addre
         np__fd_decref(fd);
         out->id = id;
     }
-    np__runtime_leave();
     return rc;
 }
 
@@ -135,8 +129,8 @@ int np_accept(np_listener l, np_conn *out)
     if (!out)
         return -EINVAL;
     out->id = 0;
-    if (!in_task())
-        return plain_thread_error();
+    if (no_runtime())
+        return -ESRCH;
     np__fd *fd = np__fd_get(l.id, NP__FD_LISTENER);
     if (!fd)
         return -EBADF;
@@ -277,8 +271,8 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
     if (!out)
         return -EINVAL;
     out->id = 0;
-    if (!in_task())
-        return plain_thread_error();
+    if (no_runtime())
+        return -ESRCH;
     np__addrs addrs;
     int rc = np__resolve(network, address, false, &addrs);
     if (rc < 0)
@@ -305,8 +299,8 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
 /* Starts an I/O call: the connection, locked in one direction, or an error. */
 static int io_begin(np_conn c, bool read, np__fd **out)
 {
-    if (!in_task())
-        return plain_thread_error();
+    if (no_runtime())
+        return -ESRCH;
     np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
     if (!fd)
         return -EBADF;

@@ -63,6 +63,12 @@ static inline void np__waiter_park(np__waiter *w, np__commit_fn commit, void *ar
     w->ops->park(w, commit, arg, flags);
 }
 
+/* Run by a plain thread once it has committed to a park, before it sleeps:
+ * the runtime sets it so that a worker looks at timers and the network for
+ * the thread (a task's own worker does that when it goes idle; a plain
+ * thread has none). NULL when no runtime runs. */
+extern void (*_Atomic np__thread_park_hook)(void);
+
 /* Thread waiters: statistics for tests. Parks that committed and readies
  * received by the calling thread's waiter since it was created. */
 void np__thread_waiter_counts(unsigned long *parks, unsigned long *readies);

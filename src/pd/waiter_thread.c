@@ -28,6 +28,8 @@ static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned fla
 
 static const np__waiter_ops thread_ops = { .ready = tw_ready, .park = tw_park };
 
+void (*_Atomic np__thread_park_hook)(void);
+
 static _Thread_local thread_waiter self = { .base.ops = &thread_ops, .token = 1 };
 
 static void futex_wait(_Atomic uint32_t *word, uint32_t val)
@@ -60,6 +62,9 @@ static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned fla
         return;
     }
     atomic_fetch_add_explicit(&tw->parks, 1, memory_order_relaxed);
+    void (*hook)(void) = atomic_load_explicit(&np__thread_park_hook, memory_order_acquire);
+    if (hook)
+        hook();
     while (atomic_load_explicit(&tw->token, memory_order_acquire) == 0)
         futex_wait(&tw->token, 0);
 }

@@ -61,6 +61,7 @@
 #include "base/np_assert.h"
 #include "pd/pd.h"
 #include "poller/poller.h"
+#include "runtime/offload.h"
 #include "runtime/runq.h"
 #include "runtime/sanitizer.h"
 #include "runtime/scheduler.h"
@@ -75,6 +76,8 @@
 #define MIN_STACK_SIZE (16 * 1024)
 #define MAX_STACK_SIZE ((size_t)1 << 30)
 #define MAX_WORKERS 1024
+#define DEFAULT_OFFLOAD_THREADS 64
+#define MAX_OFFLOAD_THREADS 4096
 #define ALTSTACK_SIZE (64 * 1024)
 #define SWEEP_MOVES 4096               /* idle stacks moved per sweep pass, at most */
 
@@ -364,6 +367,17 @@ __attribute__((noinline)) np__waiter *np__waiter_current(void)
 {
     np__task *t = np__sched_current_task();
     return t ? &t->waiter : np__thread_waiter_self();
+}
+
+/* A plain thread parked (np__thread_park_hook): what it waits for — an
+ * event, a deadline — needs a worker watching the poller and the timers,
+ * and every worker may be asleep. Wake one, as np_go does for new work. */
+static void plain_thread_parked(void)
+{
+    foreign_enter();
+    if (atomic_load(&S.ntasks) > 0)
+        wakep();
+    foreign_leave();
 }
 
 bool np__runtime_enter(void)
@@ -1208,8 +1222,12 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     int nworkers = cfg ? cfg->workers : 0;
     size_t stack = cfg ? cfg->stack_size : 0;
     int64_t idle_stack_ns = cfg ? cfg->idle_stack_ns : 0;
-    if (!main_task || nworkers < 0 || nworkers > MAX_WORKERS || idle_stack_ns < 0)
+    int offload_threads = cfg ? cfg->offload_threads : 0;
+    if (!main_task || nworkers < 0 || nworkers > MAX_WORKERS || idle_stack_ns < 0 ||
+        offload_threads < 0 || offload_threads > MAX_OFFLOAD_THREADS)
         return -EINVAL;
+    if (offload_threads == 0)
+        offload_threads = DEFAULT_OFFLOAD_THREADS;
     if (stack == 0)
         stack = DEFAULT_STACK_SIZE;
     if (stack < MIN_STACK_SIZE || stack > MAX_STACK_SIZE)
@@ -1259,6 +1277,8 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     atomic_store(&S.ntasks, 1);
     global_put(t);
     install_segv_handler();
+    np__offload_start(offload_threads);
+    atomic_store(&np__thread_park_hook, plain_thread_parked);
 
     int started = 1;
     for (; started < nworkers; started++) {
@@ -1272,11 +1292,13 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
         pthread_join(S.workers[i].thread, NULL);
 
     /* Every task has finished; plain threads may still be leaving np_go. */
+    atomic_store(&np__thread_park_hook, NULL);
     while (atomic_load(&S.foreign))
         sched_yield();
     void (*hook)(void) = atomic_load(&stop_hook);
     if (hook)
         hook(); /* handles left open: closed while the poller exists */
+    np__offload_stop();
     remove_segv_handler();
     for (int i = 0; i < nworkers; i++) {
         unmap_stacks(S.workers[i].hot);
@@ -1392,13 +1414,25 @@ static void sleep_fired(void *arg, uintptr_t seq)
         np__waiter_ready((np__waiter *)old);
 }
 
+/* A plain thread sleeps in the kernel, to the same absolute monotonic
+ * time: it holds up nobody. */
+static int thread_sleep_until(int64_t deadline)
+{
+    struct timespec ts = { .tv_sec = deadline / NP_SECOND, .tv_nsec = deadline % NP_SECOND };
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+    return 0;
+}
+
 int np_sleep_until(int64_t deadline)
 {
     np__task *t = np__sched_current_task();
-    if (!t)
-        return -EPERM;
+    if (!t && !np__runtime_running())
+        return -ESRCH;
     if (deadline <= np_now())
         return 0;
+    if (!t)
+        return thread_sleep_until(deadline);
     atomic_store(&t->sleep_sem, SLEEP_WAIT);
     uintptr_t seq = atomic_fetch_add(&t->sleep_seq, 1) + 1;
     np__timer_set(&t->sleep_timer, deadline, sleep_fired, t, seq);
@@ -1410,8 +1444,8 @@ int np_sleep_until(int64_t deadline)
 
 int np_sleep(int64_t ns)
 {
-    if (!np__sched_current_task())
-        return -EPERM;
+    if (!np__sched_current_task() && !np__runtime_running())
+        return -ESRCH;
     if (ns <= 0)
         return 0;
     return np_sleep_until(np__add_sat(np_now(), ns));
