@@ -214,6 +214,67 @@ NP_API int np_local_addr(np_conn c, char *buf, size_t len);
 NP_API int np_remote_addr(np_conn c, char *buf, size_t len);
 NP_API int np_conn_fd(np_conn c); /* for setsockopt; do not close it */
 
+/* Datagrams ---------------------------------------------------------------
+ *
+ * np_dial also accepts "udp", "udp4", "udp6" and "unixgram": a connected
+ * datagram socket, on which one np_read or np_write moves one datagram. A
+ * write is never partial: all of it, or an error (-EMSGSIZE over the size
+ * limit); a read of a longer datagram returns len bytes and drops the rest.
+ * np_listen_packet binds an unconnected one, used with np_read_from and
+ * np_write_to. Deadlines, close-unblocks-waiters and handle safety are those
+ * of stream connections. A "unixgram" socket bound by np_listen_packet has
+ * its file removed by np_close.
+ */
+typedef struct np_addr { unsigned char opaque[128]; } np_addr; /* any socket address */
+
+/* Text to address, with no name lookup (a host name gives -EINVAL):
+ * "1.2.3.4:53", "[::1]:53", ":53" (the unspecified address), a Unix path
+ * ("@name": abstract). network as for np_dial. 0 or -EINVAL. */
+NP_API int np_addr_parse(np_addr *out, const char *network, const char *text);
+/* Address to text: 0, -ENOSPC if len is short, -EINVAL for a corrupt one. */
+NP_API int np_addr_format(const np_addr *a, char *buf, size_t len);
+
+/* network: "udp", "udp4", "udp6" or "unixgram"; address as for np_listen.
+ * -EINVAL (a stream network, a bad address), -EADDRINUSE, ... */
+NP_API int np_listen_packet(np_conn *out, const char *network, const char *address);
+/* One datagram and its sender (from may be NULL). -EINVAL on a stream
+ * connection. */
+NP_API ssize_t np_read_from(np_conn c, void *buf, size_t len, np_addr *from);
+/* One datagram to `to`: len, or -EMSGSIZE, -EAFNOSUPPORT (an address of
+ * another family than the socket's), -EISCONN (a connected socket), ... */
+NP_API ssize_t np_write_to(np_conn c, const void *buf, size_t len, const np_addr *to);
+
+/* Foreign descriptors --------------------------------------------------------
+ *
+ * np_wait_fd waits (a task parks; a plain thread blocks) until fd is
+ * readable and/or writable and returns the mask of what is ready (> 0), as
+ * poll(2) would report it (an error or hang-up counts as ready for what was
+ * asked: the next syscall says what happened). -ETIMEDOUT at the deadline,
+ * -EBADF if fd is not open, -EINVAL for events 0 or unknown bits, -ESRCH
+ * with no runtime. fd stays the caller's: its flags are left alone and it
+ * is never closed. A descriptor the poller cannot watch (a regular file, a
+ * directory, a block device) is reported ready at once. Any number of
+ * tasks and threads may wait on one fd at a time.
+ *
+ * Closing fd while a wait is on it: the wait watches the open file through
+ * a duplicate of its own, so the close alone does not wake it; the wait
+ * notices within about a second (at most 1 s, checked at intervals growing
+ * from 10 ms) that fd no longer names that file — closed, or reused for
+ * another — and returns -EBADF. It never reports another file's readiness
+ * and never hangs forever. (Closing the file's last descriptor elsewhere
+ * also leaves it open until the wait ends.) This is how a task drives
+ * another library's socket (c-ares, libpq, OpenSSL). */
+enum { NP_READABLE = 1, NP_WRITABLE = 2 };
+NP_API int np_wait_fd(int fd, int events, int64_t deadline);
+
+/* Adopts fd (a stream or datagram socket, a pipe, a FIFO, a tty, an
+ * eventfd: any pollable descriptor) as a connection: made non-blocking,
+ * owned by the handle from now on and closed by np_close. np_read and
+ * np_write use read(2)/write(2) on what is not a socket (a write to a pipe
+ * with no reader gives -EPIPE, never SIGPIPE). -EINVAL if it cannot be
+ * polled (a regular file), -EBADF if it is not open. */
+NP_API int np_conn_from_fd(np_conn *out, int fd);
+
 /* Coordination --------------------------------------------------------------
  *
  * Go's sync.Mutex, sync.Cond, sync.WaitGroup, channels and select. Every

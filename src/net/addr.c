@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "net/addr.h"
+#include "netpoll.h"
 #include "runtime/scheduler.h"
 #include "pd/sema.h"
 
@@ -144,7 +145,7 @@ static int parse(const char *network, const char *address, bool passive, np__add
     out->n = 0;
     if (!network || !address)
         return -EINVAL;
-    if (strcmp(network, "unix") == 0) {
+    if (strcmp(network, "unix") == 0 || strcmp(network, "unixgram") == 0) {
         struct sockaddr_un *un = (struct sockaddr_un *)&out->sa[0];
         size_t len = strlen(address);
         if (len == 0 || len >= sizeof un->sun_path)
@@ -159,11 +160,11 @@ static int parse(const char *network, const char *address, bool passive, np__add
         out->n = 1;
         return 0;
     }
-    if (strcmp(network, "tcp") == 0)
+    if (strcmp(network, "tcp") == 0 || strcmp(network, "udp") == 0)
         *family = AF_UNSPEC;
-    else if (strcmp(network, "tcp4") == 0)
+    else if (strcmp(network, "tcp4") == 0 || strcmp(network, "udp4") == 0)
         *family = AF_INET;
-    else if (strcmp(network, "tcp6") == 0)
+    else if (strcmp(network, "tcp6") == 0 || strcmp(network, "udp6") == 0)
         *family = AF_INET6;
     else
         return -EINVAL;
@@ -180,7 +181,7 @@ static int parse(const char *network, const char *address, bool passive, np__add
     rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (rc == EAI_NONAME && host[0])
         return NP__ADDR_NEEDS_LOOKUP;
-    if (rc != 0 && passive && !host[0] && strcmp(network, "tcp") == 0) {
+    if (rc != 0 && passive && !host[0] && *family == AF_INET6 && strlen(network) == 3) {
         /* No IPv6 here: all IPv4 interfaces instead. */
         hints.ai_family = AF_INET;
         rc = getaddrinfo(NULL, port, &hints, &res);
@@ -209,6 +210,94 @@ int np__resolve(const char *network, const char *address, bool passive, np__addr
     if (rc < 0)
         return rc;
     return take_addrinfo(res, out);
+}
+
+int np__sotype(const char *network)
+{
+    if (!network)
+        return -EINVAL;
+    if (!strcmp(network, "tcp") || !strcmp(network, "tcp4") || !strcmp(network, "tcp6") ||
+        !strcmp(network, "unix"))
+        return SOCK_STREAM;
+    if (!strcmp(network, "udp") || !strcmp(network, "udp4") || !strcmp(network, "udp6") ||
+        !strcmp(network, "unixgram"))
+        return SOCK_DGRAM;
+    return -EINVAL;
+}
+
+/* np_addr: the socket address in the first NP__ADDR_MAX bytes, its length
+ * in the last four (abstract Unix names need it). Copied with memcpy: the
+ * public type has byte alignment. */
+#define NP__ADDR_MAX (sizeof(np_addr) - sizeof(uint32_t))
+_Static_assert(sizeof(struct sockaddr_un) <= NP__ADDR_MAX, "np_addr too small");
+_Static_assert(sizeof(struct sockaddr_in6) <= NP__ADDR_MAX, "np_addr too small");
+
+int np__addr_store(np_addr *a, const struct sockaddr *sa, socklen_t len)
+{
+    if (len > NP__ADDR_MAX || len < sizeof(sa_family_t))
+        return -EINVAL;
+    memset(a, 0, sizeof *a);
+    memcpy(a->opaque, sa, len);
+    uint32_t l = len;
+    memcpy(a->opaque + NP__ADDR_MAX, &l, sizeof l);
+    return 0;
+}
+
+int np__addr_load(const np_addr *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+    uint32_t l;
+    memcpy(&l, a->opaque + NP__ADDR_MAX, sizeof l);
+    memset(ss, 0, sizeof *ss);
+    if (l < sizeof(sa_family_t) || l > NP__ADDR_MAX)
+        return -EINVAL;
+    memcpy(ss, a->opaque, l);
+    switch (ss->ss_family) {
+    case AF_INET:
+        if (l != sizeof(struct sockaddr_in))
+            return -EINVAL;
+        break;
+    case AF_INET6:
+        if (l != sizeof(struct sockaddr_in6))
+            return -EINVAL;
+        break;
+    case AF_UNIX:
+        if (l <= offsetof(struct sockaddr_un, sun_path))
+            return -EINVAL;
+        break;
+    default:
+        return -EAFNOSUPPORT;
+    }
+    *len = l;
+    return 0;
+}
+
+int np_addr_parse(np_addr *out, const char *network, const char *text)
+{
+    if (!out || !network || !text)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    if (np__sotype(network) < 0)
+        return -EINVAL;
+    np__addrs addrs;
+    /* Passive: an empty host is the unspecified address, as Go's. */
+    int rc = np__addr_parse(network, text, true, &addrs);
+    if (rc == NP__ADDR_NEEDS_LOOKUP)
+        return -EINVAL; /* a name: np_lookup_host resolves it */
+    if (rc < 0)
+        return rc;
+    return np__addr_store(out, (struct sockaddr *)&addrs.sa[0], addrs.len[0]);
+}
+
+int np_addr_format(const np_addr *a, char *buf, size_t len)
+{
+    if (!a || (!buf && len))
+        return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int rc = np__addr_load(a, &ss, &sl);
+    if (rc < 0)
+        return rc;
+    return np__format_addr((struct sockaddr *)&ss, sl, buf, len);
 }
 
 int np__format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)

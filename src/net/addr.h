@@ -15,7 +15,8 @@ typedef struct np__addrs {
     socklen_t len[NP__MAX_ADDRS];
 } np__addrs;
 
-/* network: "tcp", "tcp4", "tcp6" or "unix". For listening (passive), an
+/* network: "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix" or
+ * "unixgram". For listening (passive), an
  * empty host means every interface. Host names are looked up on a helper
  * thread while the calling task is parked. 0 or -EINVAL, -EAFNOSUPPORT,
  * -ENOENT (no such host), -ENOMEM. */
@@ -26,6 +27,15 @@ int np__resolve(const char *network, const char *address, bool passive, np__addr
  * or NP__ADDR_NEEDS_LOOKUP when the host is a name. */
 #define NP__ADDR_NEEDS_LOOKUP 1
 int np__addr_parse(const char *network, const char *address, bool passive, np__addrs *out);
+
+/* SOCK_STREAM or SOCK_DGRAM for a network name, or -EINVAL. */
+int np__sotype(const char *network);
+
+/* np_addr to and from a socket address. -EINVAL (too long, corrupt),
+ * -EAFNOSUPPORT (a family we do not speak). */
+struct np_addr;
+int np__addr_store(struct np_addr *a, const struct sockaddr *sa, socklen_t len);
+int np__addr_load(const struct np_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Formats an address as "1.2.3.4:80", "[::1]:80" or the Unix path.
  * 0 or -ENOSPC. */

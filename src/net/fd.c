@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -204,6 +205,7 @@ static int fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
     fd->sysfd = sysfd;
     fd->kind = kind;
     fd->family = family;
+    fd->sotype = SOCK_STREAM; /* the caller says otherwise */
     fd->read_drained = false;
     fd->unlink_path = NULL;
     int rc = np__pd_open(sysfd, &fd->pd);

@@ -37,7 +37,10 @@ typedef struct np__fd {
     np__sema rsema, wsema;    /* read / write lock waiters */
     int kind;                 /* NP__FD_CONN or NP__FD_LISTENER */
     int sysfd;
-    int family;               /* AF_INET, AF_INET6, AF_UNIX */
+    int family;               /* AF_INET, AF_INET6, AF_UNIX; AF_UNSPEC if
+                               * not a socket (an adopted pipe, tty, ...) */
+    int sotype;               /* SOCK_STREAM, SOCK_DGRAM, or 0: not a
+                               * socket (read/write, not recv/send) */
     np__pd *pd;
     bool read_drained;        /* under the read lock: the last read was short */
     char *unlink_path;        /* listener's Unix socket file, removed by

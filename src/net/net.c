@@ -1,13 +1,6 @@
-/* The net API: listeners, connections, the I/O loops and deadlines.
- *
- * Every I/O loop has the same shape, Go's:
- *
- *     lock the direction (serialises readers, or writers), reset the pd
- *     loop: try the syscall (non-blocking)
- *           EINTR  -> retry
- *           EAGAIN -> wait on the pd (deadline, close, readiness); retry
- *           else   -> done
- *     unlock (the last reference after a close closes the fd)
+/* The net API: listeners, dialing (streams and datagrams), datagram
+ * sockets, deadlines, close and addresses. The I/O loops are in io.c,
+ * foreign descriptors in foreign.c.
  *
  * No code here reads errno: after a wait the task may be running on another
  * thread, with another errno, and a compiler may keep the first thread's
@@ -88,6 +81,8 @@ int np_listen_reuseport(np_listener *out, const char *network, const char *addre
     out->id = 0;
     if (no_runtime())
         return -ESRCH; /* a handle lives in a running runtime's poller */
+    if (np__sotype(network) != SOCK_STREAM)
+        return -EINVAL; /* datagrams: np_listen_packet */
     np__addrs addrs;
     int rc = np__resolve(network, address, true, &addrs);
     np__fd *fd = NULL;
@@ -191,16 +186,67 @@ int np_listener_close(np_listener l)
     return np__fd_close(fd);
 }
 
+/* ---- datagram sockets ------------------------------------------------------------ */
+
+static int bind_packet(const struct sockaddr *sa, socklen_t len, np__fd **out, uint64_t *id)
+{
+    int s = NP__SYS(socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (s < 0)
+        return s;
+    int rc;
+    if (sa->sa_family == AF_INET6) { /* "udp" on [::] serves IPv4 too */
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        int v6only = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+    }
+    if ((rc = NP__SYS(bind(s, sa, len))) < 0 ||
+        (rc = np__fd_new(s, NP__FD_CONN, sa->sa_family, out, id)) < 0) {
+        close(s);
+        return rc;
+    }
+    (*out)->sotype = SOCK_DGRAM;
+    return 0;
+}
+
+int np_listen_packet(np_conn *out, const char *network, const char *address)
+{
+    if (!out)
+        return -EINVAL;
+    out->id = 0;
+    if (no_runtime())
+        return -ESRCH;
+    if (np__sotype(network) != SOCK_DGRAM)
+        return -EINVAL; /* streams: np_listen */
+    np__addrs addrs;
+    int rc = np__resolve(network, address, true, &addrs);
+    np__fd *fd = NULL;
+    uint64_t id = 0;
+    for (int i = 0; rc == 0 && i < addrs.n; i++) {
+        rc = bind_packet((struct sockaddr *)&addrs.sa[i], addrs.len[i], &fd, &id);
+        if (rc == 0)
+            break;
+    }
+    if (rc < 0)
+        return rc;
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&addrs.sa[0];
+    if (fd->family == AF_UNIX && un->sun_path[0]) /* a file: removed at close */
+        fd->unlink_path = strdup(un->sun_path);
+    np__fd_decref(fd);
+    out->id = id;
+    return 0;
+}
+
 /* ---- dialing ----------------------------------------------------------------------- */
 
 /* Connects one socket; the fd has a pd and a reference on success. */
-static int dial_one(const struct sockaddr *sa, socklen_t len, int64_t deadline, np__fd **out,
-                    uint64_t *id)
+static int dial_one(const struct sockaddr *sa, socklen_t len, int sotype, int64_t deadline,
+                    np__fd **out, uint64_t *id)
 {
-    int s = NP__SYS(socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int s = NP__SYS(socket(sa->sa_family, sotype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (s < 0)
         return s;
-    set_nodelay(s, sa->sa_family);
+    if (sotype == SOCK_STREAM)
+        set_nodelay(s, sa->sa_family);
     int rc = NP__SYS(connect(s, sa, len));
     if (rc < 0) {
         /* In progress, as Go takes them. Not EAGAIN: that is a Unix
@@ -218,6 +264,7 @@ static int dial_one(const struct sockaddr *sa, socklen_t len, int64_t deadline, 
         close(s);
         return err;
     }
+    fd->sotype = sotype;
     if (rc == 1) {
         np__pd_set_deadline(fd->pd, deadline, NP__PD_WRITE);
         /* No reset here (unlike the I/O loops, which reset and then try
@@ -273,6 +320,9 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
     out->id = 0;
     if (no_runtime())
         return -ESRCH;
+    int sotype = np__sotype(network);
+    if (sotype < 0)
+        return sotype;
     np__addrs addrs;
     int rc = np__resolve(network, address, false, &addrs);
     if (rc < 0)
@@ -282,7 +332,7 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
     for (int i = 0; i < addrs.n; i++) { /* each address in turn, as Go */
         np__fd *fd = NULL;
         uint64_t id = 0;
-        rc = dial_one((struct sockaddr *)&addrs.sa[i], addrs.len[i], deadline, &fd, &id);
+        rc = dial_one((struct sockaddr *)&addrs.sa[i], addrs.len[i], sotype, deadline, &fd, &id);
         if (rc == 0) {
             np__fd_decref(fd);
             out->id = id;
@@ -291,164 +341,6 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
         if (rc == -ETIMEDOUT)
             break;
     }
-    return rc;
-}
-
-/* ---- reading and writing ---------------------------------------------------------------- */
-
-/* Starts an I/O call: the connection, locked in one direction, or an error. */
-static int io_begin(np_conn c, bool read, np__fd **out)
-{
-    if (no_runtime())
-        return -ESRCH;
-    np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
-    if (!fd)
-        return -EBADF;
-    bool locked = np__fd_lock(fd, read);
-    np__fd_decref(fd);
-    if (!locked)
-        return -ECANCELED; /* closed while we queued behind another call */
-    /* After a short read, np_read waits first: keep what the poller said. */
-    int rc = read && fd->read_drained ? np__pd_check(fd->pd, NP__PD_READ)
-                                      : np__pd_reset(fd->pd, read ? NP__PD_READ : NP__PD_WRITE);
-    if (rc < 0) {
-        np__fd_unlock(fd, read);
-        return rc;
-    }
-    *out = fd;
-    return 0;
-}
-
-/* A read that returned less than asked for emptied the socket's receive
- * queue, so the next read would very likely fail with EAGAIN: it waits for
- * the poller's word first instead (libuv does the same). Nothing is lost
- * that way:
- *   - data that arrives after that short read raises a new readiness event
- *     (epoll and kqueue report every arrival on a stream socket; the poll
- *     backend looks at the level); data that came before it was part of it;
- *   - the end of the stream or an error is not data: it may have come with
- *     the last bytes, and no event follows it. But its event set the pd's
- *     sticky read-ended bit, looked at below, before it set READY, which
- *     this read keeps (np__pd_check, not np__pd_reset): a reader that looks
- *     too early finds READY, or is woken. TCP urgent data, at whose mark a
- *     read stops short of what is queued, sets the same bit (EPOLLPRI);
- *   - Unix stream sockets and backends that cannot promise the above
- *     (short_read_waits) always try the socket first.
- * At worst, a stale readiness costs the one EAGAIN saved. */
-static bool short_read_waits(const np__fd *fd)
-{
-    /* A Unix stream read also stops short at a message carrying descriptors
-     * or credentials, or at out-of-band data, and nothing is reported then. */
-    return np__poller_short_read_waits && fd->family != AF_UNIX;
-}
-
-ssize_t np_read(np_conn c, void *buf, size_t len)
-{
-    if (len > SSIZE_MAX)
-        len = SSIZE_MAX; /* as read(2): the count must fit the result */
-    np__fd *fd;
-    int rc = io_begin(c, true, &fd);
-    if (rc < 0)
-        return rc;
-    bool drained = fd->read_drained && !np__pd_read_ended(fd->pd);
-    fd->read_drained = false;
-    ssize_t n;
-    for (;;) {
-        if (len == 0) {
-            n = 0;
-            break;
-        }
-        if (drained) {
-            drained = false;
-            rc = np__pd_wait(fd->pd, NP__PD_READ);
-            if (rc < 0) {
-                n = rc;
-                break;
-            }
-        }
-        n = NP__SYS(recv(fd->sysfd, buf, len, 0));
-        if (n >= 0) {
-            fd->read_drained = n > 0 && (size_t)n < len && short_read_waits(fd);
-            break;
-        }
-        int err = (int)-n;
-        if (err == EINTR)
-            continue;
-        if (err == EAGAIN) {
-            rc = np__pd_wait(fd->pd, NP__PD_READ);
-            if (rc == 0)
-                continue;
-            n = rc;
-            break;
-        }
-        n = -err;
-        break;
-    }
-    np__fd_unlock(fd, true);
-    return n;
-}
-
-ssize_t np_write(np_conn c, const void *buf, size_t len)
-{
-    if (len > SSIZE_MAX)
-        return -EINVAL; /* the count written could not be returned */
-    np__fd *fd;
-    int rc = io_begin(c, false, &fd);
-    if (rc < 0)
-        return rc;
-    size_t done = 0;
-    ssize_t result;
-    for (;;) {
-        if (done == len) {
-            result = (ssize_t)len;
-            break;
-        }
-        ssize_t n = NP__SYS(send(fd->sysfd, (const char *)buf + done, len - done, MSG_NOSIGNAL));
-        if (n > 0) {
-            done += (size_t)n;
-            continue;
-        }
-        int err = n < 0 ? (int)-n : EAGAIN;
-        if (err == EINTR)
-            continue;
-        if (err == EAGAIN) {
-            rc = np__pd_wait(fd->pd, NP__PD_WRITE);
-            if (rc == 0)
-                continue;
-            err = -rc;
-        }
-        /* Stopped: report what went out; the next call reports why. */
-        result = done > 0 ? (ssize_t)done : -err;
-        break;
-    }
-    np__fd_unlock(fd, false);
-    return result;
-}
-
-int np_wait_readable(np_conn c)
-{
-    np__fd *fd;
-    int rc = io_begin(c, true, &fd);
-    if (rc < 0)
-        return rc;
-    /* It looks (MSG_PEEK) before it waits and consumes any readiness it
-     * waits for: the read after it must try the socket first. */
-    fd->read_drained = false;
-    for (;;) {
-        char b;
-        ssize_t n = NP__SYS(recv(fd->sysfd, &b, 1, MSG_PEEK | MSG_DONTWAIT));
-        if (n >= 0)
-            break; /* data, or end of stream */
-        int err = (int)-n;
-        if (err == EINTR)
-            continue;
-        if (err != EAGAIN)
-            break; /* an error is waiting: the read will report it */
-        rc = np__pd_wait(fd->pd, NP__PD_READ);
-        if (rc < 0)
-            break;
-    }
-    np__fd_unlock(fd, true);
     return rc;
 }
 

@@ -236,6 +236,11 @@ int np__pd_wait(np__pd *pd, int mode)
 
 void np__pd_ready(np__pd *pd, int mode, bool err)
 {
+    void (*notify)(void *, int, bool) = atomic_load_explicit(&pd->notify, memory_order_acquire);
+    if (notify) {
+        notify(atomic_load_explicit(&pd->notify_arg, memory_order_relaxed), mode, err);
+        return;
+    }
     if (err)
         set_event_err(pd, true);
     /* Before the unblock, so a reader that misses this bit finds READY. */
@@ -511,9 +516,17 @@ static void pd_free(np__pd *pd)
 
 int np__pd_open(int fd, np__pd **out)
 {
+    return np__pd_open_notify(fd, NULL, NULL, out);
+}
+
+int np__pd_open_notify(int fd, void (*notify)(void *arg, int mode, bool err), void *arg,
+                       np__pd **out)
+{
     np__pd *pd = pd_alloc();
     if (!pd)
         return -ENOMEM;
+    atomic_store_explicit(&pd->notify_arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&pd->notify, notify, memory_order_release);
     pthread_mutex_lock(&pd->lock);
     uintptr_t r = atomic_load(&pd->rg), w = atomic_load(&pd->wg);
     if ((r != PD_NIL && r != PD_READY) || (w != PD_NIL && w != PD_READY))

@@ -55,6 +55,12 @@ typedef struct np__pd {
     _Atomic int64_t rd_at, wd_at;
     np__timer rt, wt;
 
+    /* Set for a pd that has no waiters of its own (np_wait_fd's): the
+     * poller's reports go to notify(notify_arg, mode, err) instead of the
+     * semaphores. Written before the fd is registered, read by the poller. */
+    void (*_Atomic notify)(void *arg, int mode, bool err);
+    void *_Atomic notify_arg;
+
     struct np__pd *next_free; /* in the cache */
 } np__pd;
 
@@ -62,6 +68,13 @@ typedef struct np__pd {
  * fd < 0 makes a pd the poller never watches: deadlines, close and
  * np__pd_ready work as usual (tests use it to go past the fd limit). */
 int np__pd_open(int fd, np__pd **out);
+
+/* As np__pd_open, with the poller's reports handed to notify instead of
+ * the semaphores (mode: NP__POLL_READ / WRITE / HUP bits). notify runs on
+ * the polling thread; np__pd_close returns only once it cannot run any more
+ * for this pd. */
+int np__pd_open_notify(int fd, void (*notify)(void *arg, int mode, bool err), void *arg,
+                       np__pd **out);
 
 /* Marks pd closing and wakes both waiters (they get -ECANCELED); stops its
  * timers. Once only. */
