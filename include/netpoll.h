@@ -373,6 +373,27 @@ typedef struct np_select_case {
 } np_select_case;
 NP_API int np_select(np_select_case *cases, int n, int64_t deadline);
 
+/* Signals, Go's os/signal ----------------------------------------------------
+ *
+ * np_signal_notify(ch, signo): each time signo arrives, its number (an int)
+ * is sent on ch without blocking; if ch is full the signal is dropped, as in
+ * Go (give ch a buffer). Several channels may watch one signal, and one
+ * channel several signals; watching twice is the same as once. The first
+ * watcher of a signal installs the library's handler (which only counts it
+ * and writes a byte to a pipe: async-signal-safe); a library thread sends
+ * the counted signals, so delivery works however busy the runtime is, and
+ * even with no runtime running. np_signal_stop(ch) stops every delivery to
+ * ch, and each signal nobody watches any more gets back the disposition it
+ * had before its first watcher (the default, usually). Callable from any
+ * thread. -EINVAL for a signal that cannot be caught or waited for (SIGKILL,
+ * SIGSTOP; the faults SIGSEGV, SIGBUS, SIGFPE, SIGILL; out of range) or a
+ * channel whose elem_size is not sizeof(int); -EBADF for a bad channel. A
+ * channel freed while watching is dropped from the watchers. Signals
+ * delivered this way are not blocked in any thread: they interrupt a
+ * thread's slow syscalls with EINTR only where SA_RESTART does not apply. */
+NP_API int np_signal_notify(np_chan ch, int signo);
+NP_API int np_signal_stop(np_chan ch);
+
 /* Name of the poller backend this library was built with: "epoll",
  * "epoll_pipe" (epoll woken through a pipe instead of an eventfd) or "poll".
  * Chosen at build time with -DNP_POLLER=epoll|poll (and -DNP_WAKE=pipe). */

@@ -33,4 +33,9 @@
         (out) ? 0 : -errno;                                                  \
     })
 
+/* A signal handler must leave errno as it found it: the interrupted code
+ * may be between a syscall and its errno read. */
+#define NP__ERRNO_SAVE() int np_saved_errno_ = errno
+#define NP__ERRNO_RESTORE() (errno = np_saved_errno_)
+
 #endif
