@@ -251,6 +251,14 @@ np__fd *np__fd_get(uint64_t id, int kind)
     return fd;
 }
 
+bool np__fd_valid(uint64_t id, int kind)
+{
+    np__fd *fd = np__fd_get(id, kind);
+    if (fd)
+        np__fd_decref(fd);
+    return fd != NULL;
+}
+
 void np__fd_decref(np__fd *fd)
 {
     if (decref_is_last(fd))

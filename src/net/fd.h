@@ -57,6 +57,9 @@ int np__fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id);
  * stale, forged, of another kind, or closed. */
 np__fd *np__fd_get(uint64_t id, int kind);
 
+/* Whether id names a live handle of kind now (no reference kept). */
+bool np__fd_valid(uint64_t id, int kind);
+
 /* Drops a reference; the last one after close destroys the fd. */
 void np__fd_decref(np__fd *fd);
 

@@ -129,6 +129,8 @@ static ssize_t read_loop(np_conn c, void *buf, size_t len, struct sockaddr_stora
 {
     if (len > SSIZE_MAX)
         len = SSIZE_MAX; /* as read(2): the count must fit the result */
+    if (len == 0) /* Go's: nothing asked, nothing to fail (the handle aside) */
+        return no_runtime() ? -ESRCH : np__fd_valid(c.id, NP__FD_CONN) ? 0 : -EBADF;
     np__fd *fd;
     int rc = io_begin(c, true, &fd);
     if (rc < 0)
@@ -141,10 +143,6 @@ static ssize_t read_loop(np_conn c, void *buf, size_t len, struct sockaddr_stora
     fd->read_drained = false;
     ssize_t n;
     for (;;) {
-        if (len == 0 && fd->sotype != SOCK_DGRAM) {
-            n = 0;
-            break;
-        }
         if (drained) {
             drained = false;
             rc = np__pd_wait(fd->pd, NP__PD_READ);

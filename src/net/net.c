@@ -43,6 +43,35 @@ static void set_nodelay(int s, int family)
     }
 }
 
+/* A Unix socket's file, made by bind: the handle removes it at close. If
+ * what follows the bind fails, it goes at once, so the path stays free. */
+static char *unix_file(const struct sockaddr *sa)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+    return sa->sa_family == AF_UNIX && un->sun_path[0] ? (char *)un->sun_path : NULL;
+}
+
+/* After a successful bind: the fd takes the file (strdup), or, on failure,
+ * the socket is closed and the file removed. */
+static int finish_bind(int s, const struct sockaddr *sa, int kind, int sotype, np__fd **out,
+                       uint64_t *id)
+{
+    char *file = unix_file(sa), *copy = NULL;
+    int rc = file && !(copy = strdup(file)) ? -ENOMEM : 0;
+    if (rc == 0)
+        rc = np__fd_new(s, kind, sa->sa_family, out, id);
+    if (rc < 0) {
+        close(s);
+        if (file)
+            unlink(file);
+        free(copy);
+        return rc;
+    }
+    (*out)->sotype = sotype;
+    (*out)->unlink_path = copy;
+    return 0;
+}
+
 /* ---- listeners ---------------------------------------------------------------- */
 
 static int listen_on(const struct sockaddr *sa, socklen_t len, int reuse_port, np__fd **out,
@@ -63,12 +92,14 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int reuse_port, n
         int v6only = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
         setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof one);
     }
-    if ((rc = NP__SYS(bind(s, sa, len))) < 0 || (rc = NP__SYS(listen(s, 4096))) < 0)
+    if ((rc = NP__SYS(bind(s, sa, len))) < 0)
         goto fail;
-    rc = np__fd_new(s, NP__FD_LISTENER, sa->sa_family, out, id);
-    if (rc < 0)
+    if ((rc = NP__SYS(listen(s, 4096))) < 0) {
+        if (unix_file(sa))
+            unlink(unix_file(sa));
         goto fail;
-    return 0;
+    }
+    return finish_bind(s, sa, NP__FD_LISTENER, SOCK_STREAM, out, id);
 fail:
     close(s);
     return rc;
@@ -84,22 +115,21 @@ int np_listen_reuseport(np_listener *out, const char *network, const char *addre
     if (np__sotype(network) != SOCK_STREAM)
         return -EINVAL; /* datagrams: np_listen_packet */
     np__addrs addrs;
-    int rc = np__resolve(network, address, true, &addrs);
+    int rc = np__resolve(network, address, true, 0, &addrs);
+    if (rc < 0)
+        return rc;
     np__fd *fd = NULL;
     uint64_t id = 0;
-    for (int i = 0; rc == 0 && i < addrs.n; i++) {
+    for (int i = 0; i < addrs.n; i++) { /* each address in turn, as Go */
         rc = listen_on((struct sockaddr *)&addrs.sa[i], addrs.len[i], reuse_port, &fd, &id);
         if (rc == 0)
             break;
     }
-    if (rc == 0) {
-        const struct sockaddr_un *un = (const struct sockaddr_un *)&addrs.sa[0];
-        if (fd->family == AF_UNIX && un->sun_path[0]) /* a file: removed at close */
-            fd->unlink_path = strdup(un->sun_path);
-        np__fd_decref(fd);
-        out->id = id;
-    }
-    return rc;
+    if (rc < 0)
+        return rc;
+    np__fd_decref(fd);
+    out->id = id;
+    return 0;
 }
 
 int np_listen(np_listener *out, const char *network, const char *address)
@@ -199,13 +229,11 @@ static int bind_packet(const struct sockaddr *sa, socklen_t len, np__fd **out, u
         int v6only = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
         setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     }
-    if ((rc = NP__SYS(bind(s, sa, len))) < 0 ||
-        (rc = np__fd_new(s, NP__FD_CONN, sa->sa_family, out, id)) < 0) {
+    if ((rc = NP__SYS(bind(s, sa, len))) < 0) {
         close(s);
         return rc;
     }
-    (*out)->sotype = SOCK_DGRAM;
-    return 0;
+    return finish_bind(s, sa, NP__FD_CONN, SOCK_DGRAM, out, id);
 }
 
 int np_listen_packet(np_conn *out, const char *network, const char *address)
@@ -218,19 +246,18 @@ int np_listen_packet(np_conn *out, const char *network, const char *address)
     if (np__sotype(network) != SOCK_DGRAM)
         return -EINVAL; /* streams: np_listen */
     np__addrs addrs;
-    int rc = np__resolve(network, address, true, &addrs);
+    int rc = np__resolve(network, address, true, 0, &addrs);
+    if (rc < 0)
+        return rc;
     np__fd *fd = NULL;
     uint64_t id = 0;
-    for (int i = 0; rc == 0 && i < addrs.n; i++) {
+    for (int i = 0; i < addrs.n; i++) { /* each address in turn */
         rc = bind_packet((struct sockaddr *)&addrs.sa[i], addrs.len[i], &fd, &id);
         if (rc == 0)
             break;
     }
     if (rc < 0)
         return rc;
-    const struct sockaddr_un *un = (const struct sockaddr_un *)&addrs.sa[0];
-    if (fd->family == AF_UNIX && un->sun_path[0]) /* a file: removed at close */
-        fd->unlink_path = strdup(un->sun_path);
     np__fd_decref(fd);
     out->id = id;
     return 0;
@@ -324,7 +351,7 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
     if (sotype < 0)
         return sotype;
     np__addrs addrs;
-    int rc = np__resolve(network, address, false, &addrs);
+    int rc = np__resolve(network, address, false, deadline, &addrs);
     if (rc < 0)
         return rc;
     if (deadline != 0 && deadline <= np_now())

@@ -152,7 +152,9 @@ static struct {
     _Atomic int sweeping;
 } S = { .reg_lock = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static _Thread_local worker *tls_worker;
+/* initial-exec: read by the SIGSEGV handler, which must not go through
+ * __tls_get_addr (not async-signal-safe in a dlopen'd library). */
+static _Thread_local worker *tls_worker __attribute__((tls_model("initial-exec")));
 
 /* Not inlined, and opaque to the optimiser: a task may resume on another
  * thread after any switch, so nothing may reuse a thread-local address
@@ -1079,6 +1081,31 @@ static np__task *find_runnable(worker *w)
 static struct sigaction old_segv;
 static _Atomic int segv_installed;
 
+/* Puts the default action back and makes the fault happen again with it:
+ * a fault re-runs its instruction when the handler returns; a SIGSEGV
+ * sent by kill or raise (si_code <= 0) does not, so it is raised again
+ * (pending while this handler runs, delivered when it returns). */
+static void refault_default(int sig, const siginfo_t *si)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    if (si->si_code <= 0)
+        raise(sig);
+}
+
+/* The frame of the on_segv that is running the program's handler on this
+ * thread, or NULL. If that handler calls ours again (it chained to us, as
+ * handlers do), the chain has come round: the default action ends it. The
+ * program's handler may also leave by siglongjmp, leaving this stale; a
+ * nested call is recognised by its frame lying below the recorded one on
+ * the same stack (within STACK_WINDOW), which a later, fresh delivery's
+ * frame never does. */
+static _Thread_local char *segv_outer __attribute__((tls_model("initial-exec")));
+#define STACK_WINDOW ((uintptr_t)256 * 1024)
+
 static void on_segv(int sig, siginfo_t *si, void *uctx)
 {
     worker *w = tls_worker;
@@ -1091,23 +1118,34 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
         (void)n;
         abort();
     }
-    /* Not ours: chain. */
-    if (old_segv.sa_flags & SA_SIGINFO) {
-        old_segv.sa_sigaction(sig, si, uctx);
+    /* Not ours: the program's. SIG_DFL / SIG_IGN first: the kernel may keep
+     * SA_SIGINFO in the flags of a default disposition. A fault cannot be
+     * ignored, so SIG_IGN is the default too. */
+    const struct sigaction *old = &old_segv;
+    char here;
+    bool nested = segv_outer && (uintptr_t)&here < (uintptr_t)segv_outer &&
+                  (uintptr_t)segv_outer - (uintptr_t)&here < STACK_WINDOW;
+    if (nested || old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
+        refault_default(sig, si);
         return;
     }
-    if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
-        old_segv.sa_handler(sig);
-        return;
-    }
-    /* The default action (a fault cannot be ignored): put it back and
-     * return, so the faulting instruction runs again and the process dies
-     * as it would have without us, with its core dump. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    sigaction(sig, &dfl, NULL);
+    /* Call it as the kernel would have: with its mask, and, for a one-shot
+     * handler (SA_RESETHAND), with the default action installed first. */
+    if (old->sa_flags & SA_RESETHAND)
+        refault_default(sig, &(siginfo_t){ .si_code = 1 });
+    sigset_t mask, saved;
+    mask = old->sa_mask;
+    if (!(old->sa_flags & SA_NODEFER))
+        sigaddset(&mask, sig);
+    pthread_sigmask(SIG_BLOCK, &mask, &saved);
+    char *outer = segv_outer;
+    segv_outer = &here;
+    if (old->sa_flags & SA_SIGINFO)
+        old->sa_sigaction(sig, si, uctx);
+    else
+        old->sa_handler(sig);
+    segv_outer = outer;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
 }
 
 static void install_segv_handler(void)
@@ -1117,8 +1155,18 @@ static void install_segv_handler(void)
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, &old_segv) == 0)
-        atomic_store(&segv_installed, 1);
+    struct sigaction prev;
+    if (sigaction(SIGSEGV, &sa, &prev) != 0)
+        return;
+    /* Ours already (left by a run whose program chained to it): what we
+     * would chain to is then the default, never ourselves. */
+    if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == on_segv) {
+        memset(&prev, 0, sizeof prev);
+        prev.sa_handler = SIG_DFL;
+        sigemptyset(&prev.sa_mask);
+    }
+    old_segv = prev;
+    atomic_store(&segv_installed, 1);
 }
 
 static void remove_segv_handler(void)
