@@ -96,6 +96,32 @@ else()
     message(FATAL_ERROR "netpoll: unknown NP_POLLER '${NP_POLLER}' (epoll, poll or kqueue)")
 endif()
 
+# Name lookup: c-ares (driven by the poller, cancellable) where it is
+# installed, else getaddrinfo on the offload pool. NP_CARES=ON requires it.
+set(NP_CARES "AUTO" CACHE STRING "Resolve names with c-ares: AUTO, ON or OFF")
+set_property(CACHE NP_CARES PROPERTY STRINGS AUTO ON OFF)
+set(NP_CARES_LIBS "")
+if(NOT NP_CARES STREQUAL "OFF")
+    find_package(PkgConfig QUIET)
+    if(PKG_CONFIG_FOUND)
+        pkg_check_modules(NP_LIBCARES QUIET IMPORTED_TARGET libcares)
+    endif()
+    if(NP_LIBCARES_FOUND)
+        set(NP_CARES_LIBS PkgConfig::NP_LIBCARES)
+    elseif(NP_CARES STREQUAL "ON")
+        message(FATAL_ERROR "netpoll: NP_CARES=ON but pkg-config found no libcares (apt-get install libc-ares-dev)")
+    endif()
+endif()
+if(NP_CARES_LIBS)
+    # Everything that links the core's objects (tests, fuzzers) needs it.
+    link_libraries(${NP_CARES_LIBS})
+    set(NP_RESOLVER_SOURCE src/net/resolve_cares.c)
+    message(STATUS "netpoll: names resolved with c-ares ${NP_LIBCARES_VERSION}")
+else()
+    set(NP_RESOLVER_SOURCE src/net/resolve_gai.c)
+    message(STATUS "netpoll: names resolved with getaddrinfo on the offload pool (no c-ares)")
+endif()
+
 # Task context switch: hand-written assembly where we have it, else ucontext.
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     set(_np_default_context asm)

@@ -146,7 +146,7 @@ typedef struct np_listener { uint64_t id; } np_listener;
 /* network: "tcp", "tcp4", "tcp6" or "unix". address: "host:port"
  * ("[::1]:80" for IPv6; empty host = all interfaces; port 0 = any free port),
  * or a path for "unix" (a leading '@' names a Linux abstract socket).
- * Hostnames resolve, off the worker threads. Listeners set SO_REUSEADDR.
+ * Host names resolve (see Names below). Listeners set SO_REUSEADDR.
  * Errors: -EINVAL (bad network/address), -EADDRINUSE, -EACCES,
  * -EAFNOSUPPORT, -EMFILE, ... */
 NP_API int np_listen(np_listener *out, const char *network, const char *address);
@@ -372,6 +372,28 @@ typedef struct np_select_case {
     int     result;  /* out */
 } np_select_case;
 NP_API int np_select(np_select_case *cases, int n, int64_t deadline);
+
+/* Names ----------------------------------------------------------------------
+ *
+ * Name resolution honours the caller's deadline, in np_lookup_host and in
+ * np_dial alike: a dial with a 1 s deadline returns by then even if the
+ * resolver never answers. On Linux builds with c-ares (the default where
+ * libc-ares-dev is installed) the lookup is c-ares's, driven by the poller:
+ * it reads /etc/hosts and /etc/resolv.conf (or the file named by the
+ * environment variable NP_RESOLV_CONF; NP_DNS_SERVERS, e.g.
+ * "127.0.0.1:5353,[::1]:53", replaces its nameservers), and a deadline
+ * cancels it outright.
+ * Elsewhere it is getaddrinfo on the offload pool: the caller returns at
+ * its deadline and the lookup finishes, unseen, on its pool thread.
+ *
+ * np_lookup_host stores up to max addresses of host (port 0) and returns
+ * how many (> 0); a numeric address is returned as it is. NP_ENOHOST ("no
+ * such host": the name does not exist, or has no address), -ETIMEDOUT,
+ * -EAGAIN (the resolver failed for now: no answer, a server failure),
+ * -EINVAL (host NULL, empty or over 253 bytes; max < 1), -ESRCH (a plain
+ * thread with no runtime). */
+#define NP_ENOHOST (-3001)
+NP_API int np_lookup_host(const char *host, np_addr *out, int max, int64_t deadline);
 
 /* Signals, Go's os/signal ----------------------------------------------------
  *

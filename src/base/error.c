@@ -13,6 +13,8 @@ const char *np_strerror(int err)
 {
     if (err == INT_MIN)
         return "Unknown error"; /* -INT_MIN does not exist */
+    if (err == NP_ENOHOST || err == -NP_ENOHOST)
+        return "no such host";
     if (err < 0)
         err = -err;
     if (err == 0)

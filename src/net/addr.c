@@ -10,9 +10,8 @@
 #include <sys/un.h>
 
 #include "net/addr.h"
+#include "net/resolve.h"
 #include "netpoll.h"
-#include "runtime/scheduler.h"
-#include "pd/sema.h"
 
 /* Splits "host:port" or "[host]:port". */
 static int split_host_port(const char *address, char *host, size_t hcap, char *port, size_t pcap)
@@ -50,25 +49,6 @@ static int split_host_port(const char *address, char *host, size_t hcap, char *p
     return 0;
 }
 
-/* ---- looking names up off the workers ------------------------------------- */
-
-typedef struct lookup {
-    char host[256];
-    char port[8];
-    struct addrinfo hints;
-    struct addrinfo *res;
-    int rc;
-    np__oneshot done;
-} lookup;
-
-static void *lookup_thread(void *arg)
-{
-    lookup *l = arg;
-    l->rc = getaddrinfo(l->host, l->port, &l->hints, &l->res);
-    np__oneshot_fire(&l->done);
-    return NULL;
-}
-
 static int gai_to_errno(int rc)
 {
     switch (rc) {
@@ -76,7 +56,7 @@ static int gai_to_errno(int rc)
         return 0;
     case EAI_NONAME:
     case EAI_NODATA:
-        return -ENOENT;
+        return NP_ENOHOST;
     case EAI_FAMILY:
     case EAI_ADDRFAMILY:
         return -EAFNOSUPPORT;
@@ -101,40 +81,7 @@ static int take_addrinfo(struct addrinfo *res, np__addrs *out)
         out->n++;
     }
     freeaddrinfo(res);
-    return out->n ? 0 : -ENOENT;
-}
-
-/* getaddrinfo may block for seconds on DNS: never on a worker. A name is
- * looked up on a short-lived thread while the task parks. */
-static int lookup_name(const char *host, const char *port, int family, bool passive,
-                       struct addrinfo **res)
-{
-    struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
-    if (!np__sched_current_task())
-        return gai_to_errno(getaddrinfo(host, port, &hints, res));
-    lookup *l = calloc(1, sizeof *l);
-    if (!l)
-        return -ENOMEM;
-    snprintf(l->host, sizeof l->host, "%s", host);
-    snprintf(l->port, sizeof l->port, "%s", port);
-    l->hints = hints;
-    np__oneshot_arm(&l->done);
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int err = pthread_create(&th, &attr, lookup_thread, l);
-    pthread_attr_destroy(&attr);
-    if (err) {
-        free(l);
-        return -err;
-    }
-    np__oneshot_wait(&l->done);
-    int rc = gai_to_errno(l->rc);
-    *res = l->res;
-    free(l);
-    return rc;
+    return out->n ? 0 : NP_ENOHOST;
 }
 
 /* Numeric hosts and Unix paths, parsed; a name is copied to host for a
@@ -198,18 +145,37 @@ int np__addr_parse(const char *network, const char *address, bool passive, np__a
     return parse(network, address, passive, out, host, port, &family);
 }
 
-int np__resolve(const char *network, const char *address, bool passive, np__addrs *out)
+int np__resolve(const char *network, const char *address, bool passive, int64_t deadline,
+                np__addrs *out)
 {
     char host[256], port[8];
     int family = AF_UNSPEC;
     int rc = parse(network, address, passive, out, host, port, &family);
     if (rc != NP__ADDR_NEEDS_LOOKUP)
         return rc;
-    struct addrinfo *res = NULL;
-    rc = lookup_name(host, port, family, passive, &res);
+    return np__lookup(host, (uint16_t)atoi(port), family, deadline, out);
+}
+
+int np_lookup_host(const char *host, np_addr *out, int max, int64_t deadline)
+{
+    if (!host || !out || max <= 0)
+        return -EINVAL;
+    size_t len = strlen(host);
+    if (len == 0 || len > 253)
+        return -EINVAL; /* no DNS name is empty or longer */
+    np__addrs addrs;
+    /* A numeric address is its own answer. */
+    char text[300];
+    snprintf(text, sizeof text, strchr(host, ':') ? "[%s]:0" : "%s:0", host);
+    int rc = np__addr_parse("tcp", text, false, &addrs);
+    if (rc == NP__ADDR_NEEDS_LOOKUP)
+        rc = np__lookup(host, 0, AF_UNSPEC, deadline, &addrs);
     if (rc < 0)
-        return rc;
-    return take_addrinfo(res, out);
+        return rc == -EAFNOSUPPORT ? -EINVAL : rc;
+    int n = 0;
+    for (; n < addrs.n && n < max; n++)
+        np__addr_store(&out[n], (struct sockaddr *)&addrs.sa[n], addrs.len[n]);
+    return n;
 }
 
 int np__sotype(const char *network)

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #define NP__MAX_ADDRS 8
@@ -17,10 +18,11 @@ typedef struct np__addrs {
 
 /* network: "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix" or
  * "unixgram". For listening (passive), an
- * empty host means every interface. Host names are looked up on a helper
- * thread while the calling task is parked. 0 or -EINVAL, -EAFNOSUPPORT,
- * -ENOENT (no such host), -ENOMEM. */
-int np__resolve(const char *network, const char *address, bool passive, np__addrs *out);
+ * empty host means every interface. Host names are looked up by np__lookup
+ * (resolve.h), by `deadline`. 0 or -EINVAL, -EAFNOSUPPORT, NP_ENOHOST,
+ * -ETIMEDOUT, -EAGAIN, -ENOMEM. */
+int np__resolve(const char *network, const char *address, bool passive, int64_t deadline,
+                np__addrs *out);
 
 /* The parser alone: never looks a name up. 0 with out filled (a Unix path,
  * a numeric host, an empty host), a negative errno for a malformed address,

@@ -26,6 +26,7 @@ typedef struct job {
     void (*fn)(void *);
     void *arg;
     np__oneshot done;
+    bool async;               /* heap job: nobody waits; freed once run */
     struct job *next;
 } job;
 
@@ -88,7 +89,10 @@ static void *pool_thread(void *arg)
             P.tail = NULL;
         pthread_mutex_unlock(&P.lock);
         j->fn(j->arg);
-        np__oneshot_fire(&j->done); /* j may be gone after this */
+        if (j->async)
+            free(j);
+        else
+            np__oneshot_fire(&j->done); /* j may be gone after this */
         pthread_mutex_lock(&P.lock);
     }
 retire:
@@ -112,7 +116,8 @@ void np__offload_start(int max_threads)
 void np__offload_stop(void)
 {
     pthread_mutex_lock(&P.lock);
-    np__assert(!P.head); /* every task has finished: no job is waiting */
+    /* Every task has finished; async jobs (a lookup whose caller walked
+     * away) may still be queued: the threads run them before they go. */
     P.stopping = true;
     pthread_cond_broadcast(&P.work);
     while (P.nthreads > 0)
@@ -130,18 +135,10 @@ int np__offload_threads(void)
     return n;
 }
 
-int np_offload(void (*fn)(void *), void *arg)
+/* Queues j and starts a thread for it if none is idle. 0, or -ENOMEM if
+ * no thread exists and none could be started (j is not queued then). */
+static int submit(job *j)
 {
-    if (!fn)
-        return -EINVAL;
-    if (!np__sched_current_task()) {
-        if (!np__runtime_running())
-            return -ESRCH;
-        fn(arg); /* a plain thread may block: it blocks nobody else */
-        return 0;
-    }
-    job j = { .fn = fn, .arg = arg };
-    np__oneshot_arm(&j.done);
     zombie *start = NULL;
     pthread_mutex_lock(&P.lock);
     if (P.nidle == 0 && P.nthreads < P.max) {
@@ -151,13 +148,14 @@ int np_offload(void (*fn)(void *), void *arg)
     }
     if (!start && P.nthreads == 0) {
         pthread_mutex_unlock(&P.lock);
-        return -ENOMEM; /* no thread, and none could be had */
+        return -ENOMEM;
     }
+    j->next = NULL;
     if (P.tail)
-        P.tail->next = &j;
+        P.tail->next = j;
     else
-        P.head = &j;
-    P.tail = &j;
+        P.head = j;
+    P.tail = j;
     if (!start)
         pthread_cond_signal(&P.work);
     zombie *z = take_zombies();
@@ -171,19 +169,49 @@ int np_offload(void (*fn)(void *), void *arg)
         bool alone = P.nthreads == 0;
         if (alone) { /* nobody will run it: take the job back */
             job **pp = &P.head;
-            while (*pp != &j)
+            while (*pp != j)
                 pp = &(*pp)->next;
-            *pp = j.next;
-            if (P.tail == &j) {
-                P.tail = NULL;
-                for (job *k = P.head; k; k = k->next)
-                    P.tail = k;
-            }
+            *pp = j->next;
+            P.tail = NULL;
+            for (job *k = P.head; k; k = k->next)
+                P.tail = k;
         }
         pthread_mutex_unlock(&P.lock);
         if (alone)
             return -ENOMEM;
     }
+    return 0;
+}
+
+int np__offload_async(void (*fn)(void *), void *arg)
+{
+    if (!np__runtime_running())
+        return -ESRCH;
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    *j = (job){ .fn = fn, .arg = arg, .async = true };
+    int rc = submit(j);
+    if (rc < 0)
+        free(j);
+    return rc;
+}
+
+int np_offload(void (*fn)(void *), void *arg)
+{
+    if (!fn)
+        return -EINVAL;
+    if (!np__sched_current_task()) {
+        if (!np__runtime_running())
+            return -ESRCH;
+        fn(arg); /* a plain thread may block: it blocks nobody else */
+        return 0;
+    }
+    job j = { .fn = fn, .arg = arg };
+    np__oneshot_arm(&j.done);
+    int rc = submit(&j);
+    if (rc < 0)
+        return rc;
     np__oneshot_wait(&j.done);
     return 0;
 }
