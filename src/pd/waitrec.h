@@ -20,6 +20,7 @@ typedef struct np__wrec {
     np__waiter *waiter;       /* who to ready; set by each wait's begin */
     int winner;               /* the select case that won, set by the waker */
     bool timer_ready;         /* timer initialised (np__timer_init) */
+    bool timer_armed;         /* armed by this wait: stop it after */
     np__timer timer;          /* the deadline, armed with the wait's seq */
     struct np__wrec *next_free; /* thread records: the pool */
 } np__wrec;

@@ -105,7 +105,9 @@ static np__chan *lock_live(uint64_t id)
 
 static void copy(void *to, const void *from, size_t n)
 {
-    if (n)
+    if (n == sizeof(uint64_t)) /* the common element (a pointer, an int64) */
+        memcpy(to, from, sizeof(uint64_t));
+    else if (n)
         memcpy(to, from, n);
 }
 

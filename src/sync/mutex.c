@@ -3,22 +3,28 @@
  * The mutex is one state word and a FIFO of waiters (wait.h's nodes):
  *
  *   state  LOCKED   held by someone
- *          WAITERS  the queue is not empty (set and cleared only under the
- *                   queue lock)
+ *          WAITERS  the queue is not empty
+ *          QLOCK    the queue's spinlock
  *
- *   lock     0 -> LOCKED (one CAS: the uncontended case). Otherwise, under
- *            the queue lock: take it if it is free, else set WAITERS,
- *            queue, and park.
- *   unlock   LOCKED -> 0 (one CAS). With WAITERS: under the queue lock,
- *            claim the first waiter and hand the mutex to it (LOCKED
- *            stays set: it returns owning it); clear WAITERS once the queue
- *            is empty. Hand-off is FIFO: no waiter starves.
+ *   lock     0 -> LOCKED (one CAS: the uncontended case). Otherwise, holding
+ *            QLOCK: take it if it is free, else set WAITERS, queue, and
+ *            park; the park's commit drops QLOCK.
+ *   unlock   LOCKED -> 0 (one CAS). With WAITERS: take QLOCK, claim the
+ *            first waiter, and hand the mutex to it in one store that keeps
+ *            LOCKED (it returns owning it), keeps WAITERS if others wait, and
+ *            drops QLOCK. Hand-off is FIFO: no waiter starves.
  *
- * A waiter whose deadline wins unlinks its node and clears WAITERS if it
- * was the last. No lost wake-up: WAITERS is set under the queue lock
- * before a waiter parks, so an unlock that sees LOCKED alone (its fast
- * path) happened before it, and the waiter's own check under the lock saw
- * LOCKED; any later unlock sees WAITERS and takes the queue lock.
+ * The queue's lock lives in the state word so that the unlock's last touch
+ * of the mutex is that one store: the new owner may unlock and free the
+ * mutex as soon as it runs (Go and pthreads allow it), and it cannot run
+ * before the claim is published, which comes after the store. A waiter
+ * whose deadline wins unlinks its node itself, clearing WAITERS if it was
+ * the last, in the store that drops QLOCK.
+ *
+ * No lost wake-up: WAITERS is set while QLOCK is held, before a waiter
+ * parks, so an unlock that sees LOCKED alone (its fast path) happened
+ * before it, and the waiter's own check under QLOCK saw LOCKED; any later
+ * unlock sees WAITERS (or QLOCK) and takes the slow path.
  *
  * The condition variable is a FIFO of nodes; a waiter queues itself before
  * it unlocks the mutex, so a signal after that unlock finds it.
@@ -26,14 +32,14 @@
 #include <errno.h>
 #include <string.h>
 
+#include "base/cpu_relax.h"
 #include "netpoll.h"
 #include "sync/wait.h"
 
-enum { LOCKED = 1u, WAITERS = 2u };
+enum { LOCKED = 1u, WAITERS = 2u, QLOCK = 4u };
 
 typedef struct mutex_impl {
     _Atomic uint32_t state;
-    _Atomic int qlock;
     np__wqueue q;
 } mutex_impl;
 
@@ -46,54 +52,62 @@ _Static_assert(sizeof(mutex_impl) <= sizeof(np_mutex), "np_mutex too small");
 _Static_assert(sizeof(cond_impl) <= sizeof(np_cond), "np_cond too small");
 _Static_assert(_Alignof(mutex_impl) <= _Alignof(np_mutex), "np_mutex misaligned");
 
-static void unlock_q(void *p)
-{
-    np__spin_unlock(p);
-}
-
 static bool past(int64_t deadline)
 {
     return deadline != 0 && deadline <= np_now();
 }
 
-/* Under m's queue lock: the queue is empty, clear WAITERS. */
-static void clear_waiters(mutex_impl *m)
+/* Takes QLOCK; returns the state as it was (without QLOCK). */
+static uint32_t qlock(mutex_impl *m)
 {
-    if (!m->q.head)
-        atomic_fetch_and(&m->state, ~WAITERS);
-}
-
-static int lock_slow(mutex_impl *m, int64_t deadline)
-{
-    np__spin_lock(&m->qlock);
-    uint32_t s = atomic_load(&m->state);
+    uint32_t s = atomic_load_explicit(&m->state, memory_order_relaxed);
     for (;;) {
-        if (!(s & LOCKED)) {
-            if (atomic_compare_exchange_weak(&m->state, &s, s | LOCKED)) {
-                np__spin_unlock(&m->qlock);
-                return 0;
-            }
+        if (s & QLOCK) {
+            np__cpu_relax();
+            s = atomic_load_explicit(&m->state, memory_order_relaxed);
             continue;
         }
-        if ((s & WAITERS) || atomic_compare_exchange_weak(&m->state, &s, s | WAITERS))
-            break;
+        if (atomic_compare_exchange_weak_explicit(&m->state, &s, s | QLOCK, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return s;
+    }
+}
+
+/* Drops QLOCK, and WAITERS too if the queue is empty. */
+static void qunlock(mutex_impl *m)
+{
+    uint32_t clear = QLOCK | (m->q.head ? 0 : WAITERS);
+    atomic_fetch_and_explicit(&m->state, ~clear, memory_order_release);
+}
+
+static void qunlock_commit(void *p)
+{
+    qunlock(p);
+}
+
+__attribute__((noinline, cold)) static int lock_slow(mutex_impl *m, int64_t deadline)
+{
+    uint32_t s = qlock(m);
+    if (!(s & LOCKED)) {
+        atomic_fetch_or(&m->state, LOCKED);
+        qunlock(m);
+        return 0;
     }
     np__wrec *r;
     int rc = past(deadline) ? -ETIMEDOUT : np__wait_begin(&r);
     if (rc < 0) {
-        clear_waiters(m);
-        np__spin_unlock(&m->qlock);
+        qunlock(m);
         return rc;
     }
     np__wnode n = { .rec = r, .seq = np__wait_seq(r) };
     np__wq_push(&m->q, &n);
+    atomic_fetch_or(&m->state, WAITERS);
     np__wait_arm(r, deadline);
-    if (np__wait_park(r, unlock_q, &m->qlock) == NP__W_DONE)
+    if (np__wait_park(r, qunlock_commit, m) == NP__W_DONE)
         return 0; /* handed over: we own it */
-    np__spin_lock(&m->qlock);
+    qlock(m);
     np__wq_unlink(&m->q, &n);
-    clear_waiters(m);
-    np__spin_unlock(&m->qlock);
+    qunlock(m);
     return -ETIMEDOUT;
 }
 
@@ -108,9 +122,15 @@ int np_mutex_lock_until(np_mutex *pm, int64_t deadline)
     return lock_slow(m, deadline);
 }
 
-int np_mutex_lock(np_mutex *m)
+int np_mutex_lock(np_mutex *pm)
 {
-    return np_mutex_lock_until(m, 0);
+    if (!pm)
+        return -EINVAL;
+    mutex_impl *m = (mutex_impl *)pm;
+    uint32_t zero = 0;
+    if (atomic_compare_exchange_strong(&m->state, &zero, LOCKED))
+        return 0;
+    return lock_slow(m, 0);
 }
 
 int np_mutex_trylock(np_mutex *pm)
@@ -126,6 +146,8 @@ int np_mutex_trylock(np_mutex *pm)
     return -EBUSY;
 }
 
+__attribute__((noinline, cold)) static int unlock_slow(mutex_impl *m, uint32_t s);
+
 int np_mutex_unlock(np_mutex *pm)
 {
     if (!pm)
@@ -134,27 +156,35 @@ int np_mutex_unlock(np_mutex *pm)
     uint32_t s = LOCKED;
     if (atomic_compare_exchange_strong(&m->state, &s, 0))
         return 0;
+    return unlock_slow(m, s);
+}
+
+static int unlock_slow(mutex_impl *m, uint32_t s)
+{
     for (;;) {
         if (!(s & LOCKED))
             return -EPERM;
-        if (s & WAITERS)
+        if (s & (WAITERS | QLOCK))
             break;
         if (atomic_compare_exchange_weak(&m->state, &s, 0))
             return 0;
     }
-    np__spin_lock(&m->qlock);
+    s = qlock(m);
+    if (!(s & LOCKED)) { /* unlocked meanwhile by another (not owned) */
+        qunlock(m);
+        return -EPERM;
+    }
     bool parked = false;
     np__wnode *n = np__wq_claim_first(&m->q, &parked);
     if (!n) {
-        /* Every waiter timed out: nobody to hand to. Nobody can set
-         * WAITERS without the queue lock, which we hold. */
-        atomic_store(&m->state, 0);
-        np__spin_unlock(&m->qlock);
+        /* Every waiter timed out: nobody to hand to. One store frees the
+         * mutex and the queue lock: the last touch of m. */
+        atomic_store_explicit(&m->state, 0, memory_order_release);
         return 0;
     }
-    clear_waiters(m); /* LOCKED stays: it passes to n's owner */
+    /* Hand over: LOCKED stays; this store is the last touch of m. */
+    atomic_store_explicit(&m->state, LOCKED | (m->q.head ? WAITERS : 0), memory_order_release);
     np__wrec *r = np__wnode_done(n, 0);
-    np__spin_unlock(&m->qlock);
     if (parked)
         np__wait_ready(r);
     return 0;
@@ -203,10 +233,13 @@ int np_cond_signal(np_cond *pc)
     np__spin_lock(&c->qlock);
     bool parked = false;
     np__wnode *n = np__wq_claim_first(&c->q, &parked);
-    np__wrec *r = n ? np__wnode_done(n, 0) : NULL;
     np__spin_unlock(&c->qlock);
-    if (r && parked)
-        np__wait_ready(r);
+    /* After the unlock: once woken, a waiter may free c. */
+    if (n) {
+        np__wrec *r = np__wnode_done(n, 0);
+        if (parked)
+            np__wait_ready(r);
+    }
     return 0;
 }
 
@@ -218,13 +251,12 @@ int np_cond_broadcast(np_cond *pc)
     np__spin_lock(&c->qlock);
     bool parked;
     np__wnode *n;
-    /* Readied under the lock: their nodes are gone once done, and there may
-     * be any number of them. Readying takes no lock of ours. */
+    np__wake_list woken = { NULL };
     while ((n = np__wq_claim_first(&c->q, &parked))) {
-        np__wrec *r = np__wnode_done(n, 0);
-        if (parked)
-            np__wait_ready(r);
+        n->result = 0;
+        np__wake_list_push(&woken, n);
     }
     np__spin_unlock(&c->qlock);
+    np__wake_all(&woken); /* after the unlock: a woken waiter may free c */
     return 0;
 }

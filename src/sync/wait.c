@@ -59,6 +59,26 @@ void np__wq_unlink(np__wqueue *q, np__wnode *n)
     n->linked = false;
 }
 
+void np__wake_list_push(np__wake_list *l, np__wnode *n)
+{
+    n->next = l->head;
+    l->head = n;
+}
+
+void np__wake_all(np__wake_list *l)
+{
+    np__wnode *n = l->head;
+    l->head = NULL;
+    while (n) {
+        np__wnode *next = n->next; /* n may be gone once done */
+        bool parked = n->parked;
+        np__wrec *r = np__wnode_done(n, n->result);
+        if (parked)
+            np__wait_ready(r);
+        n = next;
+    }
+}
+
 bool np__wnode_claim(np__wnode *n, bool *was_parked)
 {
     uint64_t cur = atomic_load(&n->rec->claim);
@@ -69,7 +89,7 @@ bool np__wnode_claim(np__wnode *n, bool *was_parked)
         if (st != NP__W_OPEN && st != NP__W_PARKED)
             return false; /* another case, or the deadline, won */
         if (atomic_compare_exchange_weak(&n->rec->claim, &cur, WORD(n->seq, NP__W_CLAIMING))) {
-            *was_parked = st == NP__W_PARKED;
+            *was_parked = n->parked = st == NP__W_PARKED;
             return true;
         }
     }
@@ -202,6 +222,7 @@ static void expire(void *arg, uintptr_t seq)
 
 void np__wait_arm(np__wrec *r, int64_t deadline)
 {
+    r->timer_armed = deadline > 0;
     if (deadline > 0)
         np__timer_set(&r->timer, deadline, expire, r, (uintptr_t)np__wait_seq(r));
 }
@@ -236,7 +257,10 @@ unsigned np__wait_park(np__wrec *r, void (*unlock)(void *), void *arg)
     while (NP__W_STATE(w = atomic_load_explicit(&r->claim, memory_order_acquire)) ==
            NP__W_CLAIMING)
         np__cpu_relax();
-    np__timer_stop(&r->timer);
+    if (r->timer_armed) { /* no deadline, no timer lock to take */
+        np__timer_stop(&r->timer);
+        r->timer_armed = false;
+    }
     unsigned st = NP__W_STATE(w);
     np__assert(st == NP__W_DONE || st == NP__W_TIMEDOUT);
     return st;

@@ -92,10 +92,17 @@ typedef struct np__wnode {
     uint64_t seq;
     struct np__wnode *prev, *next;
     bool linked;              /* under the queue's lock */
+    bool parked;              /* set by a successful claim: ready the owner */
     int index;                /* the case (select), else 0 */
     void *elem;               /* the element: to send, or to receive into */
     int result;               /* outcome, written by the claiming waker */
 } np__wnode;
+
+/* Claimed nodes waiting to be finished once the waker has let go of the
+ * object (np__wake_all). Linked through next. */
+typedef struct np__wake_list {
+    struct np__wnode *head;
+} np__wake_list;
 
 /* A FIFO of nodes, guarded by a lock the caller holds. */
 typedef struct np__wqueue {
@@ -141,6 +148,16 @@ unsigned np__wait_park(np__wrec *r, void (*unlock)(void *), void *arg);
 /* Readies the waiter of a claimed node (after the claimer's locks are
  * released). */
 void np__wait_ready(np__wrec *r);
+
+/* The waker's last step, for objects the owner may free as soon as its
+ * wait returns (a mutex, a cond, a wait group — Go allows it, and so do
+ * pthreads): under the object's lock, claim nodes and set their outcome
+ * (n->result) and push them on a wake list; release the lock; only then
+ * finish them with np__wake_all, which publishes DONE and readies the
+ * parked owners, touching nothing but the nodes (whose owners are held in
+ * CLAIMING until then) and the records. */
+void np__wake_list_push(np__wake_list *l, np__wnode *n);
+void np__wake_all(np__wake_list *l);
 
 /* A short spinlock for the queues: held across the owner's switch (it is
  * released by the commit, in another context of the same thread), which a
