@@ -57,7 +57,6 @@
 #include <netpoll.h>
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -103,6 +102,7 @@ typedef struct client {
  * starts, and freed after all of them have ended; the handles themselves
  * never change in between. */
 static np_chan quit;     /* closed (never sent on) to say "shut down" */
+static np_chan signals;  /* SIGINT and SIGTERM, as ints (np_signal_notify) */
 static np_chan joins;    /* client *, unbuffered: see client_task */
 static np_chan leaves;   /* client *, unbuffered */
 static np_chan messages; /* message, HUB_QUEUE deep */
@@ -410,6 +410,29 @@ static int go_counted(void (*fn)(void *), void *arg)
     return rc;
 }
 
+/* Signals -------------------------------------------------------------------
+ *
+ * Go's signal.Notify: SIGINT and SIGTERM arrive as ints on a channel, and a
+ * task turns the first into closing quit. Once shutdown has begun it stops
+ * watching, so a second signal takes the default action: it ends the
+ * process at once, which is what a user pressing ^C twice wants.
+ */
+static void watch_signals(void *arg)
+{
+    np_chan sig = *(np_chan *)arg;
+    int signo = 0;
+    np_select_case cases[] = {
+        { .chan = sig, .op = NP_RECV, .elem = &signo },
+        { .chan = quit, .op = NP_RECV, .elem = NULL },
+    };
+    if (np_select(cases, 2, 0) == 0) { /* a signal, not another shutdown */
+        fprintf(stderr, "chat_server: %s, shutting down\n", strsignal(signo));
+        np_chan_close(quit);
+    }
+    np_signal_stop(sig);
+    np_waitgroup_done(&tasks);
+}
+
 static void serve(void *arg)
 {
     (void)arg;
@@ -421,7 +444,8 @@ static void serve(void *arg)
     if ((rc = np_chan_make(&joins, sizeof(client *), 0)) < 0 ||
         (rc = np_chan_make(&leaves, sizeof(client *), 0)) < 0 ||
         (rc = np_chan_make(&messages, sizeof(message), HUB_QUEUE)) < 0 ||
-        (rc = go_counted(hub, NULL)) < 0 || (rc = go_counted(close_on_quit, NULL)) < 0) {
+        (rc = go_counted(hub, NULL)) < 0 || (rc = go_counted(close_on_quit, NULL)) < 0 ||
+        (rc = go_counted(watch_signals, &signals)) < 0) {
         fail("start", rc);
         np_chan_close(quit); /* stops the hub and close_on_quit, if they started */
         np_listener_close(listener);
@@ -468,31 +492,6 @@ static void serve(void *arg)
     fflush(stdout);
 }
 
-/* Signals -------------------------------------------------------------------
- *
- * A plain thread, not a task: it waits for SIGINT/SIGTERM (blocked in every
- * other thread) and closes quit, which np_chan_close allows from any thread.
- *
- * TODO(np_signal_notify): when the library delivers signals on a channel
- * (a later issue), this thread and the sigmask dance in main() go: a task
- * will do, Go's signal.Notify way,
- *
- *     np_chan sig;  np_chan_make(&sig, sizeof(int), 1);
- *     np_signal_notify(sig, SIGINT, SIGTERM);
- *     np_chan_recv(sig, &signo, 0);
- *     np_chan_close(quit);
- */
-static void *signal_thread(void *arg)
-{
-    const sigset_t *set = arg;
-    int sig;
-    sigwait(set, &sig);
-    np_chan_close(quit);
-    sigwait(set, &sig);
-    fprintf(stderr, "chat_server: second signal, exiting at once\n");
-    _exit(1);
-}
-
 static long number(const char *s, const char *what)
 {
     char *end;
@@ -533,21 +532,18 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Block the signals before np_run starts the workers, so that every
-     * thread inherits the mask and only signal_thread receives them. */
-    static sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    pthread_t t;
-    if (pthread_create(&t, NULL, signal_thread, &set) != 0) {
-        fprintf(stderr, "chat_server: cannot start the signal thread\n");
+    /* Watched from here on: a signal that comes before the watcher task
+     * runs waits in the channel (one slot per signal is plenty). */
+    if ((rc = np_chan_make(&signals, sizeof(int), 2)) < 0 ||
+        (rc = np_signal_notify(signals, SIGINT)) < 0 ||
+        (rc = np_signal_notify(signals, SIGTERM)) < 0) {
+        fprintf(stderr, "chat_server: signals: %s\n", np_strerror(rc));
         return 1;
     }
-    pthread_detach(t);
 
     rc = np_run(&cfg, serve, NULL);
+    np_signal_stop(signals);
+    np_chan_free(signals);
     if (rc < 0) {
         fprintf(stderr, "chat_server: %s\n", np_strerror(rc));
         return 1;

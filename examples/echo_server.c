@@ -23,13 +23,17 @@
  *  - np_close and np_listener_close work from any task or thread, and wake a
  *    call blocked on the handle (-ECANCELED). Any later use of a closed
  *    handle is a harmless -EBADF, never a crash or someone else's socket.
+ *  - Shared state is guarded by an np_mutex, which parks a task that has to
+ *    wait (a pthread mutex would block its whole worker thread).
+ *  - Signals arrive on a channel (np_signal_notify), as Go's signal.Notify:
+ *    a task waits for one like for any other message.
  */
 #include <netpoll.h>
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static const char *listen_addr = "127.0.0.1:7777";
@@ -43,10 +47,9 @@ typedef struct client {
     struct client *prev, *next;
 } client;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* guards all below */
+static np_mutex lock = NP_MUTEX_INIT; /* guards the list */
 static client clients = {.prev = &clients, .next = &clients}; /* list head */
-static np_listener listener;                                  /* id 0: none */
-static int stopping;
+static np_chan signals; /* SIGINT and SIGTERM, as ints */
 
 /* One connection: read what arrives, write it back, until the client closes
  * its side (read returns 0) or something fails. */
@@ -67,12 +70,25 @@ static void serve(void *arg)
             break; /* np_write writes everything or reports why not */
     }
 
-    pthread_mutex_lock(&lock);
+    np_mutex_lock(&lock);
     cl->prev->next = cl->next;
     cl->next->prev = cl->prev;
-    pthread_mutex_unlock(&lock);
+    np_mutex_unlock(&lock);
     np_close(cl->conn); /* -EBADF, harmless, if shutdown closed it first */
     free(cl);
+}
+
+/* Waits for SIGINT or SIGTERM, then closes the listener. It stops watching
+ * then, so a second signal takes the default action and ends the process at
+ * once. */
+static void close_on_signal(void *arg)
+{
+    np_listener l = *(np_listener *)arg;
+    int signo;
+    if (np_chan_recv(signals, &signo, 0) == 0)
+        fprintf(stderr, "echo_server: %s, shutting down\n", strsignal(signo));
+    np_signal_stop(signals);
+    np_listener_close(l);
 }
 
 static void accept_loop(void *arg)
@@ -90,11 +106,11 @@ static void accept_loop(void *arg)
     printf("listening on %s\n", addr);
     fflush(stdout);
 
-    pthread_mutex_lock(&lock);
-    listener = l; /* from now on a signal closes it */
-    int stop = stopping;
-    pthread_mutex_unlock(&lock);
-    if (stop)
+    /* `go func() { <-signals; l.Close() }()`: the first signal closes the
+     * listener, which ends the loop below. */
+    static np_listener to_close;
+    to_close = l;
+    if (np_go(close_on_signal, &to_close) < 0)
         np_listener_close(l);
 
     for (;;) {
@@ -115,18 +131,18 @@ static void accept_loop(void *arg)
             continue;
         }
         cl->conn = c;
-        pthread_mutex_lock(&lock);
+        np_mutex_lock(&lock);
         cl->next = clients.next;
         cl->prev = &clients;
         clients.next->prev = cl;
         clients.next = cl;
-        pthread_mutex_unlock(&lock);
+        np_mutex_unlock(&lock);
         /* The Go statement: `go serve(cl)`. */
         if (np_go(serve, cl) < 0) {
-            pthread_mutex_lock(&lock);
+            np_mutex_lock(&lock);
             cl->prev->next = cl->next;
             cl->next->prev = cl->prev;
-            pthread_mutex_unlock(&lock);
+            np_mutex_unlock(&lock);
             np_close(c);
             free(cl);
         }
@@ -135,29 +151,11 @@ static void accept_loop(void *arg)
     /* Shutdown: close every open connection. A task blocked reading its
      * connection wakes with -ECANCELED and finishes; np_run returns once the
      * last task has. */
-    pthread_mutex_lock(&lock);
-    listener = (np_listener){0};
+    np_mutex_lock(&lock);
     for (client *cl = clients.next; cl != &clients; cl = cl->next)
         np_close(cl->conn);
-    pthread_mutex_unlock(&lock);
-    np_listener_close(l); /* -EBADF if the signal thread closed it already */
-}
-
-/* A plain thread, not a task: it waits for SIGINT/SIGTERM (blocked in every
- * other thread) and closes the listener, which ends the accept loop. */
-static void *signal_thread(void *arg)
-{
-    const sigset_t *set = arg;
-    int sig;
-    sigwait(set, &sig);
-    pthread_mutex_lock(&lock);
-    stopping = 1;
-    if (listener.id != 0)
-        np_listener_close(listener); /* callable from any thread */
-    pthread_mutex_unlock(&lock);
-    sigwait(set, &sig);
-    fprintf(stderr, "echo_server: second signal, exiting at once\n");
-    _exit(1);
+    np_mutex_unlock(&lock);
+    np_listener_close(l); /* -EBADF if the signal closed it already */
 }
 
 static long number(const char *s, const char *what)
@@ -191,23 +189,21 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* Block the signals before np_run starts the workers, so that every
-     * thread inherits the mask and only signal_thread receives them. */
-    static sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    pthread_t t;
-    if (pthread_create(&t, NULL, signal_thread, &set) != 0) {
-        fprintf(stderr, "echo_server: cannot start the signal thread\n");
+    /* Watched from here on: a signal that comes before the task that
+     * waits for it runs waits in the channel. */
+    int rc;
+    if ((rc = np_chan_make(&signals, sizeof(int), 2)) < 0 ||
+        (rc = np_signal_notify(signals, SIGINT)) < 0 ||
+        (rc = np_signal_notify(signals, SIGTERM)) < 0) {
+        fprintf(stderr, "echo_server: signals: %s\n", np_strerror(rc));
         return 1;
     }
-    pthread_detach(t);
 
     /* Run accept_loop as the first task; np_run returns when it and every
      * connection task have finished. */
-    int rc = np_run(&cfg, accept_loop, NULL);
+    rc = np_run(&cfg, accept_loop, NULL);
+    np_signal_stop(signals);
+    np_chan_free(signals);
     if (rc < 0) {
         fprintf(stderr, "echo_server: %s\n", np_strerror(rc));
         return 1;
