@@ -288,8 +288,12 @@ NP_API int np_conn_from_fd(np_conn *out, int fd);
  * np_mutex, np_cond and np_waitgroup are embedded by value: ready when
  * zeroed (= NP_MUTEX_INIT or memset 0), no destroy call, and they must not
  * be moved or copied while in use. Using one after its memory was freed is
- * the caller's bug, as with pthreads (no handle protects them). Channels
- * are handles (np_chan), with the connections' safety.
+ * the caller's bug, as with pthreads (no handle protects them). As in Go
+ * and POSIX, the one who last waits may free it as soon as its call
+ * returns: a mutex after the lock that follows the last unlock, a wait
+ * group once wait has returned 0, a cond once wait has returned if the
+ * wake-up was sent with the mutex held. Channels are handles (np_chan),
+ * with the connections' safety.
  *
  * Deadlines are absolute, as everywhere: 0 = none; one already past makes a
  * call that would block fail at once with -ETIMEDOUT (a non-blocking try).
