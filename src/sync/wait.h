@@ -46,7 +46,14 @@
  *                                      before the commit is still copying);
  *                                      DONE: take the outcome; TIMEDOUT: lock
  *                                      each queue, unlink its nodes still
- *                                      linked; stop the timer.
+ *                                      linked; stop the timer. A wait with
+ *                                      several nodes (select) locks and
+ *                                      unlinks on DONE too: its losing nodes
+ *                                      are still queued, and a waker may hold
+ *                                      one it has unlinked but not yet tried
+ *                                      to claim (the model's counterexample
+ *                                      SPEC_DONE_NO_UNLINK). Taking each lock
+ *                                      waits that waker out.
  *
  * Why nothing is lost or doubled:
  *   - Exactly one party moves the word out of OPEN/PARKED, and only it
