@@ -241,7 +241,10 @@ NP_API int np_listen_packet(np_conn *out, const char *network, const char *addre
  * connection. */
 NP_API ssize_t np_read_from(np_conn c, void *buf, size_t len, np_addr *from);
 /* One datagram to `to`: len, or -EMSGSIZE, -EAFNOSUPPORT (an address of
- * another family than the socket's), -EISCONN (a connected socket), ... */
+ * another family than the socket's; an IPv4 address is fine on a "udp"
+ * socket bound to [::], which serves both, not on a "udp6" one, which is
+ * IPv6 only, as in Go), -EISCONN (a socket made by np_dial: it has its
+ * peer), -EINVAL (a stream connection), ... */
 NP_API ssize_t np_write_to(np_conn c, const void *buf, size_t len, const np_addr *to);
 
 /* Foreign descriptors --------------------------------------------------------

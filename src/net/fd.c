@@ -206,6 +206,8 @@ static int fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
     fd->kind = kind;
     fd->family = family;
     fd->sotype = SOCK_STREAM; /* the caller says otherwise */
+    fd->connected = false;
+    fd->dual_stack = false;
     fd->read_drained = false;
     fd->unlink_path = NULL;
     int rc = np__pd_open(sysfd, &fd->pd);
@@ -249,14 +251,6 @@ np__fd *np__fd_get(uint64_t id, int kind)
         return NULL;
     }
     return fd;
-}
-
-bool np__fd_valid(uint64_t id, int kind)
-{
-    np__fd *fd = np__fd_get(id, kind);
-    if (fd)
-        np__fd_decref(fd);
-    return fd != NULL;
 }
 
 void np__fd_decref(np__fd *fd)

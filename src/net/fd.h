@@ -43,6 +43,9 @@ typedef struct np__fd {
                                * socket (read/write, not recv/send) */
     np__pd *pd;
     bool read_drained;        /* under the read lock: the last read was short */
+    bool connected;           /* made by np_dial (a datagram socket: np_write_to
+                               * is refused, as Go's WriteTo on a dialed conn) */
+    bool dual_stack;          /* an IPv6 socket that also serves IPv4 */
     char *unlink_path;        /* listener's Unix socket file, removed by
                                * np__fd_close (the closer owns it then) */
     struct np__fd *next_free;
@@ -56,9 +59,6 @@ int np__fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id);
 /* Looks a handle up and takes a reference: NULL (-EBADF) if the id is zero,
  * stale, forged, of another kind, or closed. */
 np__fd *np__fd_get(uint64_t id, int kind);
-
-/* Whether id names a live handle of kind now (no reference kept). */
-bool np__fd_valid(uint64_t id, int kind);
 
 /* Drops a reference; the last one after close destroys the fd. */
 void np__fd_decref(np__fd *fd);

@@ -129,8 +129,16 @@ static ssize_t read_loop(np_conn c, void *buf, size_t len, struct sockaddr_stora
 {
     if (len > SSIZE_MAX)
         len = SSIZE_MAX; /* as read(2): the count must fit the result */
-    if (len == 0) /* Go's: nothing asked, nothing to fail (the handle aside) */
-        return no_runtime() ? -ESRCH : np__fd_valid(c.id, NP__FD_CONN) ? 0 : -EBADF;
+    if (len == 0) { /* Go's: nothing asked, nothing to fail (the handle aside) */
+        if (no_runtime())
+            return -ESRCH;
+        np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
+        if (!fd)
+            return -EBADF;
+        bool wrong_kind = dgram_only && fd->sotype != SOCK_DGRAM;
+        np__fd_decref(fd);
+        return wrong_kind ? -EINVAL : 0;
+    }
     np__fd *fd;
     int rc = io_begin(c, true, &fd);
     if (rc < 0)
@@ -212,8 +220,12 @@ static ssize_t write_loop(np_conn c, const void *buf, size_t len, const struct s
         result = -EINVAL;
         goto out;
     }
+    if (to && fd->connected) {
+        result = -EISCONN; /* a dialed socket has its peer; Go refuses too */
+        goto out;
+    }
     struct sockaddr_in6 mapped;
-    if (to && to->sa_family == AF_INET && fd->family == AF_INET6) {
+    if (to && to->sa_family == AF_INET && fd->family == AF_INET6 && fd->dual_stack) {
         /* A dual-stack socket reaches IPv4 peers at v4-mapped addresses. */
         const struct sockaddr_in *in = (const struct sockaddr_in *)to;
         memset(&mapped, 0, sizeof mapped);

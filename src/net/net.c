@@ -74,7 +74,16 @@ static int finish_bind(int s, const struct sockaddr *sa, int kind, int sotype, n
 
 /* ---- listeners ---------------------------------------------------------------- */
 
-static int listen_on(const struct sockaddr *sa, socklen_t len, int reuse_port, np__fd **out,
+/* "tcp6"/"udp6" name IPv6 alone, as in Go; "tcp"/"udp" on the unspecified
+ * address [::] serve IPv4 too (a dual-stack socket). */
+static bool v6_only(const char *network)
+{
+    size_t n = strlen(network);
+    return n > 0 && network[n - 1] == '6';
+}
+
+static int listen_on(const struct sockaddr *sa, socklen_t len, int reuse_port, bool v6only_net,
+                     np__fd **out,
                      uint64_t *id)
 {
     int s = NP__SYS(socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -89,7 +98,7 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int reuse_port, n
     }
     if (sa->sa_family == AF_INET6) { /* "tcp" on [::] serves IPv4 too */
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        int v6only = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+        int v6only = v6only_net || !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
         setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof one);
     }
     if ((rc = NP__SYS(bind(s, sa, len))) < 0)
@@ -121,7 +130,8 @@ int np_listen_reuseport(np_listener *out, const char *network, const char *addre
     np__fd *fd = NULL;
     uint64_t id = 0;
     for (int i = 0; i < addrs.n; i++) { /* each address in turn, as Go */
-        rc = listen_on((struct sockaddr *)&addrs.sa[i], addrs.len[i], reuse_port, &fd, &id);
+        rc = listen_on((struct sockaddr *)&addrs.sa[i], addrs.len[i], reuse_port, v6_only(network),
+                       &fd, &id);
         if (rc == 0)
             break;
     }
@@ -218,22 +228,28 @@ int np_listener_close(np_listener l)
 
 /* ---- datagram sockets ------------------------------------------------------------ */
 
-static int bind_packet(const struct sockaddr *sa, socklen_t len, np__fd **out, uint64_t *id)
+static int bind_packet(const struct sockaddr *sa, socklen_t len, bool v6only_net, np__fd **out,
+                       uint64_t *id)
 {
     int s = NP__SYS(socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (s < 0)
         return s;
     int rc;
+    bool dual = false;
     if (sa->sa_family == AF_INET6) { /* "udp" on [::] serves IPv4 too */
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        int v6only = !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+        int v6only = v6only_net || !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
         setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+        dual = !v6only;
     }
     if ((rc = NP__SYS(bind(s, sa, len))) < 0) {
         close(s);
         return rc;
     }
-    return finish_bind(s, sa, NP__FD_CONN, SOCK_DGRAM, out, id);
+    rc = finish_bind(s, sa, NP__FD_CONN, SOCK_DGRAM, out, id);
+    if (rc == 0)
+        (*out)->dual_stack = dual;
+    return rc;
 }
 
 int np_listen_packet(np_conn *out, const char *network, const char *address)
@@ -252,7 +268,7 @@ int np_listen_packet(np_conn *out, const char *network, const char *address)
     np__fd *fd = NULL;
     uint64_t id = 0;
     for (int i = 0; i < addrs.n; i++) { /* each address in turn */
-        rc = bind_packet((struct sockaddr *)&addrs.sa[i], addrs.len[i], &fd, &id);
+        rc = bind_packet((struct sockaddr *)&addrs.sa[i], addrs.len[i], v6_only(network), &fd, &id);
         if (rc == 0)
             break;
     }
@@ -292,6 +308,7 @@ static int dial_one(const struct sockaddr *sa, socklen_t len, int sotype, int64_
         return err;
     }
     fd->sotype = sotype;
+    fd->connected = true;
     if (rc == 1) {
         np__pd_set_deadline(fd->pd, deadline, NP__PD_WRITE);
         /* No reset here (unlike the I/O loops, which reset and then try
