@@ -226,12 +226,12 @@ int np__addr_load(const np_addr *a, struct sockaddr_storage *ss, socklen_t *len)
         if (l != sizeof(struct sockaddr_in6))
             return -EINVAL;
         break;
-    case AF_UNIX:
-        if (l <= offsetof(struct sockaddr_un, sun_path))
+    case AF_UNIX: /* just the family: an unnamed socket (formats as "") */
+        if (l < offsetof(struct sockaddr_un, sun_path))
             return -EINVAL;
         break;
     default:
-        return -EAFNOSUPPORT;
+        return -EINVAL; /* not an address np_addr ever holds */
     }
     *len = l;
     return 0;
@@ -250,7 +250,7 @@ int np_addr_parse(np_addr *out, const char *network, const char *text)
     if (rc == NP__ADDR_NEEDS_LOOKUP)
         return -EINVAL; /* a name: np_lookup_host resolves it */
     if (rc < 0)
-        return rc;
+        return -EINVAL; /* malformed, or of another family than network */
     return np__addr_store(out, (struct sockaddr *)&addrs.sa[0], addrs.len[0]);
 }
 

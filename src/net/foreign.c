@@ -18,8 +18,9 @@
  * does not end the wait by itself. The wait therefore looks, at growing
  * intervals (10 ms to 1 s), whether the caller's descriptor still names
  * the same file; once it does not (closed, or reused for another file) the
- * wait ends with -EBADF. So it never hangs forever on a closed descriptor,
- * and never reports another file's readiness.
+ * wait ends with -EBADF. Readiness is reported only after the same check
+ * (one fstat). So it never hangs forever on a closed descriptor, and never
+ * reports another file's readiness.
  *
  * The pd of the duplicate has no waiters of its own: the poller's reports go
  * to fdwait_notify, which completes the wait through the coordination
@@ -165,6 +166,11 @@ int np_wait_fd(int fd, int events, int64_t deadline)
     rc = np__poller_arm(&pd->reg, modes);
     if (rc == 0)
         rc = wait_reported(&w, fd, &st, deadline);
+    /* The readiness is the file's we watched; report it only if fd still
+     * names that file (the caller may have closed it and reused the number
+     * meanwhile): never another descriptor's readiness. */
+    if (rc > 0 && !same_file(fd, &st))
+        rc = -EBADF;
     np__pd_unblock(pd);
     np__pd_close(pd); /* after this, fdwait_notify cannot run for it */
     close(dup);

@@ -43,12 +43,18 @@ static int no_runtime(void)
  * write, and take back the one the write raised. */
 static ssize_t pipe_write(int fd, const void *buf, size_t len)
 {
-    sigset_t pipe_set, old;
+    sigset_t pipe_set, old, pending;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    /* Where the thread blocked SIGPIPE already, one may be pending that is
+     * not ours to take; where it did not, none can be (it would have been
+     * delivered). */
+    bool was_pending = false;
+    if (sigismember(&old, SIGPIPE) && sigpending(&pending) == 0)
+        was_pending = sigismember(&pending, SIGPIPE);
     ssize_t n = NP__SYS(write(fd, buf, len));
-    if (n == -EPIPE && !sigismember(&old, SIGPIPE)) {
+    if (n == -EPIPE && !was_pending) {
         struct timespec zero = { 0, 0 };
         (void)sigtimedwait(&pipe_set, NULL, &zero);
     }
@@ -198,6 +204,12 @@ ssize_t np_read_from(np_conn c, void *buf, size_t len, np_addr *from)
         memcpy(&in.sin_addr, &in6->sin6_addr.s6_addr[12], 4);
         memcpy(&ss, &in, sizeof in);
         sl = sizeof in;
+    }
+    if (n >= 0 && sl < sizeof(sa_family_t)) {
+        /* An unnamed sender (a Unix socket never bound): the kernel gives no
+         * address at all; say "a Unix socket, no name" (formats as ""). */
+        ss.ss_family = AF_UNIX;
+        sl = sizeof(sa_family_t);
     }
     if (n >= 0 && from && np__addr_store(from, (struct sockaddr *)&ss, sl) < 0)
         memset(from, 0, sizeof *from); /* a sender with no address (unnamed Unix socket) */
