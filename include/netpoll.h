@@ -416,8 +416,10 @@ NP_API int np_lookup_host(const char *host, np_addr *out, int max, int64_t deadl
  * had before its first watcher (the default, usually). Callable from any
  * thread. -EINVAL for a signal that cannot be caught or waited for (SIGKILL,
  * SIGSTOP; the faults SIGSEGV, SIGBUS, SIGFPE, SIGILL; out of range) or a
- * channel whose elem_size is not sizeof(int); -EBADF for a bad channel. A
- * channel freed while watching is dropped from the watchers. Signals
+ * channel whose elem_size is not sizeof(int); -EBADF for a bad channel
+ * (np_signal_stop: one that is neither live nor watching). A channel freed
+ * while watching is dropped from the watchers (and np_signal_stop on it
+ * still removes it, returning 0). Signals
  * delivered this way are not blocked in any thread: they interrupt a
  * thread's slow syscalls with EINTR only where SA_RESTART does not apply. */
 NP_API int np_signal_notify(np_chan ch, int signo);

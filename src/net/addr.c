@@ -126,8 +126,11 @@ static int parse(const char *network, const char *address, bool passive, np__add
                               .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) };
     struct addrinfo *res = NULL;
     rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    if (rc == EAI_NONAME && host[0])
-        return NP__ADDR_NEEDS_LOOKUP;
+    if (rc == EAI_NONAME && host[0]) {
+        /* A name has no ':'; a bad IPv6 literal (an unknown scope, say) is
+         * malformed, never something to ask a resolver about. */
+        return strchr(host, ':') ? -EINVAL : NP__ADDR_NEEDS_LOOKUP;
+    }
     if (rc != 0 && passive && !host[0] && *family == AF_INET6 && strlen(network) == 3) {
         /* No IPv6 here: all IPv4 interfaces instead. */
         hints.ai_family = AF_INET;

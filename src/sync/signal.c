@@ -226,12 +226,18 @@ int np_signal_stop(np_chan ch)
     if (ch.id == 0)
         return -EBADF;
     pthread_mutex_lock(&lock);
+    size_t found = 0;
     for (size_t i = 0; i < nwatchers;) {
-        if (watchers[i].ch.id == ch.id)
+        if (watchers[i].ch.id == ch.id) {
             watchers[i] = watchers[--nwatchers];
-        else
+            found++;
+        } else {
             i++;
+        }
     }
+    /* A channel that is not (or no longer) a live one: -EBADF, once any
+     * watchers it left (freed while watching) are gone. */
+    int rc = found == 0 && !np__chan_lookup(ch.id) ? -EBADF : 0;
     /* Signals nobody watches any more get their old disposition back. */
     for (int s = 1; s < NSIGS; s++) {
         if (!handled[s])
@@ -246,5 +252,5 @@ int np_signal_stop(np_chan ch)
         }
     }
     stop_thread_unlock();
-    return 0;
+    return rc;
 }
