@@ -9,7 +9,9 @@
 #    to build/fuzz/artifacts/ (replay: build/fuzz/tests/fuzz/addr_fuzz FILE).
 # 2. api_fuzz over the seeds SEEDS (1-100) in the ASan+UBSan and the TSan
 #    build directories, which CI has built already (the presets asan and
-#    tsan); API_FUZZ_ARGS adds options (e.g. --skip np_signal_stop).
+#    tsan), with --dns-local: names that need DNS too, asked of a closed
+#    port on loopback (c-ares builds: no query leaves the host).
+#    API_FUZZ_ARGS replaces --dns-local (e.g. --skip np_signal_stop).
 #
 # Needs clang and libclang-rt-14-dev (libFuzzer); TSan with gcc 12 needs
 # vm.mmap_rnd_bits <= 28 (.ci/run lowers it). Any failure fails the run.
@@ -20,7 +22,7 @@ asan_dir=${1:-build/asan}
 tsan_dir=${2:-build/tsan}
 fuzz_seconds=${FUZZ_SECONDS:-60}
 seeds=${SEEDS:-1-100}
-read -r -a api_args <<<"${API_FUZZ_ARGS:-}"
+read -r -a api_args <<<"${API_FUZZ_ARGS:---dns-local}"
 
 step() { printf '\n==== %s ====\n' "$*"; }
 start=$(date +%s)

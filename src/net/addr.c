@@ -271,7 +271,7 @@ int np_addr_format(const np_addr *a, char *buf, size_t len)
 
 int np__format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
 {
-    char tmp[INET6_ADDRSTRLEN + 16];
+    char tmp[INET6_ADDRSTRLEN + 32];
     int n;
     if (!buf && cap)
         return -EINVAL;
@@ -287,6 +287,14 @@ int np__format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         char ip[INET6_ADDRSTRLEN];
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        if (in6->sin6_scope_id != 0) {
+            /* The zone, kept as Go keeps it; as its index, which parses
+             * back whatever the address (a name may not: glibc takes
+             * interface names for link-local addresses only). */
+            n = snprintf(tmp, sizeof tmp, "[%s%%%u]:%u", ip, (unsigned)in6->sin6_scope_id,
+                         ntohs(in6->sin6_port));
+            break;
+        }
         n = snprintf(tmp, sizeof tmp, "[%s]:%u", ip, ntohs(in6->sin6_port));
         break;
     }

@@ -93,7 +93,8 @@ bool np__fd_lock(np__fd *fd, bool read)
 }
 
 static void destroy(np__fd *fd);
-static int fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id);
+static int fd_new(int sysfd, int kind, int family, int sotype, char *unlink_path, np__fd **out,
+                  uint64_t *id);
 
 void np__fd_unlock(np__fd *fd, bool read)
 {
@@ -187,26 +188,38 @@ static void slot_free(np__fd *fd)
 
 int np__fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
 {
+    return np__fd_new_full(sysfd, kind, family, SOCK_STREAM, NULL, out, id);
+}
+
+int np__fd_new_full(int sysfd, int kind, int family, int sotype, char *unlink_path, np__fd **out,
+                    uint64_t *id)
+{
     /* A handle lives in the running runtime's poller; np_run, when it ends,
      * closes those still open (np__fd_close_all), and must not miss one
      * made by a plain thread meanwhile. */
-    if (!np__runtime_enter())
+    if (!np__runtime_enter()) {
+        free(unlink_path);
         return -ESRCH;
-    int rc = fd_new(sysfd, kind, family, out, id);
+    }
+    int rc = fd_new(sysfd, kind, family, sotype, unlink_path, out, id);
     np__runtime_leave();
     return rc;
 }
 
-static int fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
+static int fd_new(int sysfd, int kind, int family, int sotype, char *unlink_path, np__fd **out,
+                  uint64_t *id)
 {
     np__fd *fd = slot_alloc();
-    if (!fd)
+    if (!fd) {
+        free(unlink_path);
         return -ENOMEM;
+    }
     fd->sysfd = sysfd;
     fd->kind = kind;
     fd->family = family;
-    fd->sotype = SOCK_STREAM; /* the caller says otherwise */
+    fd->sotype = sotype;
     fd->connected = false;
+    fd->pending_err = 0;
     fd->dual_stack = false;
     fd->read_drained = false;
     fd->unlink_path = NULL;
@@ -218,8 +231,10 @@ static int fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id)
         fd->next_free = free_list;
         free_list = fd;
         pthread_mutex_unlock(&table_lock);
+        free(unlink_path);
         return rc;
     }
+    fd->unlink_path = unlink_path; /* before the handle exists */
     static _Atomic int hooked;
     if (!atomic_load_explicit(&hooked, memory_order_relaxed) && !atomic_exchange(&hooked, 1))
         np__sched_on_stop(np__fd_close_all);

@@ -43,6 +43,8 @@ typedef struct np__fd {
                                * socket (read/write, not recv/send) */
     np__pd *pd;
     bool read_drained;        /* under the read lock: the last read was short */
+    int pending_err;          /* under the read lock: an error np_wait_readable
+                               * took from the socket, for the next read */
     bool connected;           /* made by np_dial (a datagram socket: np_write_to
                                * is refused, as Go's WriteTo on a dialed conn) */
     bool dual_stack;          /* an IPv6 socket that also serves IPv4 */
@@ -55,6 +57,12 @@ typedef struct np__fd {
  * the handle id; *out gets the fd with one reference held by the caller,
  * released with np__fd_decref. -EMFILE-like errors from the pd layer. */
 int np__fd_new(int sysfd, int kind, int family, np__fd **out, uint64_t *id);
+
+/* As np__fd_new, with the socket type and the file to remove at close set
+ * before the handle exists (it owns unlink_path then, even on failure):
+ * np_run's end may close a handle the moment it exists. */
+int np__fd_new_full(int sysfd, int kind, int family, int sotype, char *unlink_path, np__fd **out,
+                    uint64_t *id);
 
 /* Looks a handle up and takes a reference: NULL (-EBADF) if the id is zero,
  * stale, forged, of another kind, or closed. */

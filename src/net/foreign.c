@@ -212,13 +212,12 @@ int np_conn_from_fd(np_conn *out, int fd)
         return rc;
     np__fd *f;
     uint64_t id;
-    rc = np__fd_new(fd, NP__FD_CONN, family, &f, &id);
+    rc = np__fd_new_full(fd, NP__FD_CONN, family, sotype, NULL, &f, &id);
     if (rc < 0) {
         if (!(fl & O_NONBLOCK))
             fcntl(fd, F_SETFL, fl); /* not ours after all: as it was */
         return rc == -EPERM ? -EINVAL : rc;
     }
-    f->sotype = sotype;
     np__fd_decref(f);
     out->id = id;
     return 0;

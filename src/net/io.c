@@ -153,6 +153,12 @@ static ssize_t read_loop(np_conn c, void *buf, size_t len, struct sockaddr_stora
         np__fd_unlock(fd, true);
         return -EINVAL;
     }
+    if (fd->pending_err) { /* taken from the socket by np_wait_readable */
+        int err = fd->pending_err;
+        fd->pending_err = 0;
+        np__fd_unlock(fd, true);
+        return -err;
+    }
     bool drained = fd->read_drained && !np__pd_read_ended(fd->pd);
     fd->read_drained = false;
     ssize_t n;
@@ -329,8 +335,13 @@ int np_wait_readable(np_conn c)
         int err = (int)-n;
         if (err == EINTR)
             continue;
-        if (err != EAGAIN)
-            break; /* an error is waiting: the read will report it */
+        if (err != EAGAIN) {
+            /* An error is waiting, and the peek has taken it from the
+             * socket (SO_ERROR is cleared once reported): keep it for the
+             * read, which reports it. */
+            fd->pending_err = err;
+            break;
+        }
         rc = np__pd_wait(fd->pd, NP__PD_READ);
         if (rc < 0)
             break;

@@ -58,17 +58,14 @@ static int finish_bind(int s, const struct sockaddr *sa, int kind, int sotype, n
 {
     char *file = unix_file(sa), *copy = NULL;
     int rc = file && !(copy = strdup(file)) ? -ENOMEM : 0;
-    if (rc == 0)
-        rc = np__fd_new(s, kind, sa->sa_family, out, id);
+    if (rc == 0) /* the fd owns copy from here, failure or not */
+        rc = np__fd_new_full(s, kind, sa->sa_family, sotype, copy, out, id);
     if (rc < 0) {
         close(s);
         if (file)
             unlink(file);
-        free(copy);
         return rc;
     }
-    (*out)->sotype = sotype;
-    (*out)->unlink_path = copy;
     return 0;
 }
 
@@ -302,12 +299,11 @@ static int dial_one(const struct sockaddr *sa, socklen_t len, int sotype, int64_
         rc = 1; /* in progress */
     }
     np__fd *fd;
-    int err = np__fd_new(s, NP__FD_CONN, sa->sa_family, &fd, id);
+    int err = np__fd_new_full(s, NP__FD_CONN, sa->sa_family, sotype, NULL, &fd, id);
     if (err < 0) {
         close(s);
         return err;
     }
-    fd->sotype = sotype;
     fd->connected = true;
     if (rc == 1) {
         np__pd_set_deadline(fd->pd, deadline, NP__PD_WRITE);

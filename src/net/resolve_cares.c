@@ -104,8 +104,11 @@ static int step(ares_channel ch, int64_t deadline)
     struct pollfd pf[ARES_GETSOCK_MAXNUM];
     int n = 0;
     for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-        short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                           (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+        /* As ARES_GETSOCK_READABLE / _WRITABLE, on an unsigned copy: the
+         * macros shift a signed 1 into the sign bit for the last socket. */
+        unsigned ub = (unsigned)bits;
+        short ev = (short)((((ub >> i) & 1u) ? POLLIN : 0) |
+                           (((ub >> (i + ARES_GETSOCK_MAXNUM)) & 1u) ? POLLOUT : 0));
         if (ev)
             pf[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
     }

@@ -41,11 +41,17 @@ static struct sigaction saved[NSIGS]; /* under lock: for signals we handle */
 static bool handled[NSIGS];           /* under lock */
 
 static _Atomic uint32_t pending[NSIGS]; /* counted by the handler */
-static _Atomic int wake_fd = -1;        /* the pipe's write end */
-static int read_fd = -1;                /* under lock (start/stop) */
-static pthread_t thread;
-static bool running;                    /* under lock */
-static _Atomic int stopping;
+static _Atomic int wake_fd = -1;        /* the running generation's pipe */
+
+/* One delivery thread's own state: its pipe and its stop flag. A thread
+ * started after another was stopped never shares them, so a stop that is
+ * still joining the old thread cannot be confused by the new one. */
+typedef struct generation {
+    int rfd, wfd;
+    _Atomic int stopping;
+    pthread_t thread;
+} generation;
+static generation *current; /* under lock: the running one, or NULL */
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal handler needs lock-free atomics");
 
@@ -83,17 +89,17 @@ static void deliver(int signo)
 
 static void *delivery_thread(void *arg)
 {
-    (void)arg;
+    generation *g = arg;
     /* Signals are for the program's threads, not for this one. */
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     char buf[64];
     for (;;) {
-        ssize_t n = NP__SYS(read(read_fd, buf, sizeof buf));
+        ssize_t n = NP__SYS(read(g->rfd, buf, sizeof buf));
         if (n == -EINTR)
             continue;
-        if (atomic_load(&stopping))
+        if (atomic_load(&g->stopping))
             return NULL;
         pthread_mutex_lock(&lock);
         for (int s = 1; s < NSIGS; s++)
@@ -106,31 +112,36 @@ static void *delivery_thread(void *arg)
 /* Under lock. */
 static int start_thread(void)
 {
-    if (running)
+    if (current)
         return 0;
+    generation *g = calloc(1, sizeof *g);
+    if (!g)
+        return -ENOMEM;
     int p[2];
     int rc = NP__SYS(pipe2(p, O_CLOEXEC));
-    if (rc < 0)
+    if (rc < 0) {
+        free(g);
         return rc;
+    }
     /* The handler must never block: a full pipe means a wake is pending. */
     int fl = NP__SYS(fcntl(p[1], F_GETFL));
     if (fl < 0 || (rc = NP__SYS(fcntl(p[1], F_SETFL, fl | O_NONBLOCK))) < 0) {
         close(p[0]);
         close(p[1]);
+        free(g);
         return fl < 0 ? fl : rc;
     }
-    read_fd = p[0];
-    atomic_store(&stopping, 0);
-    atomic_store(&wake_fd, p[1]);
-    rc = pthread_create(&thread, NULL, delivery_thread, NULL);
+    g->rfd = p[0];
+    g->wfd = p[1];
+    rc = pthread_create(&g->thread, NULL, delivery_thread, g);
     if (rc != 0) {
-        atomic_store(&wake_fd, -1);
         close(p[0]);
         close(p[1]);
-        read_fd = -1;
+        free(g);
         return -rc;
     }
-    running = true;
+    current = g;
+    atomic_store(&wake_fd, p[1]);
     return 0;
 }
 
@@ -138,23 +149,22 @@ static int start_thread(void)
  * which may be waiting for the lock). */
 static void stop_thread_unlock(void)
 {
-    if (!running || nwatchers > 0) {
+    generation *g = current;
+    if (!g || nwatchers > 0) {
         pthread_mutex_unlock(&lock);
         return;
     }
-    running = false;
-    int wfd = atomic_exchange(&wake_fd, -1);
-    int rfd = read_fd;
-    read_fd = -1;
-    atomic_store(&stopping, 1);
+    current = NULL;
+    atomic_store(&wake_fd, -1);
+    atomic_store(&g->stopping, 1);
     char b = 0;
-    ssize_t n = write(wfd, &b, 1);
+    ssize_t n = write(g->wfd, &b, 1);
     (void)n;
-    pthread_t th = thread;
     pthread_mutex_unlock(&lock);
-    pthread_join(th, NULL);
-    close(wfd);
-    close(rfd);
+    pthread_join(g->thread, NULL);
+    close(g->wfd);
+    close(g->rfd);
+    free(g);
 }
 
 static bool catchable(int signo)

@@ -12,6 +12,9 @@
  *   --watchdog S  a seed that has not finished after S seconds is a hang
  *                 (default 20): the recent calls are printed, exit 124
  *   --dns         also use host names that need a DNS query
+ *   --dns-local   the same, with NP_DNS_SERVERS=127.0.0.1:9 (a closed port:
+ *                 where the library resolves with c-ares, no query leaves
+ *                 the host and each is refused at once)
  *   --no-names    not even "localhost": no name lookups at all
  *   --skip LIST   leave these calls out (comma-separated names, e.g.
  *                 np_signal_notify,np_signal_stop): to get past a known
@@ -372,7 +375,7 @@ static void run_seed(uint64_t seed)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: api_fuzz [--ms N] [--watchdog S] [--dns] [--no-names] "
+    fprintf(stderr, "usage: api_fuzz [--ms N] [--watchdog S] [--dns | --dns-local] [--no-names] "
                     "[--skip CALL,...] [-v] (--seeds A-B | SEED...)\n");
     exit(2);
 }
@@ -389,6 +392,9 @@ int main(int argc, char **argv)
             opt_watchdog = atoi(argv[++i]);
         } else if (!strcmp(s, "--dns")) {
             fz_dns = true;
+        } else if (!strcmp(s, "--dns-local")) {
+            fz_dns = true;
+            setenv("NP_DNS_SERVERS", "127.0.0.1:9", 1);
         } else if (!strcmp(s, "--no-names")) {
             fz_names = false;
         } else if (!strcmp(s, "--skip") && i + 1 < argc) {

@@ -153,10 +153,13 @@ static unsigned pick_mode(uint64_t *rng)
     return 3;     /* 1 byte per call, the whole frame */
 }
 
-/* CANCEL: wait for the reader to park on the quiet connection, then close. */
+/* CANCEL: wait for the reader to park on the quiet connection, then close.
+ * The wait polls with a backoff (1 ms doubling to 32 ms): the last echoes
+ * can take seconds under load, and thousands of sessions polling every
+ * millisecond would be a load of their own. */
 static void cancel_close(sess *ss)
 {
-    int64_t t0 = np_now();
+    int64_t t0 = np_now(), step = NP_MILLISECOND;
     while (!atomic_load(&ss->parked)) {
         if (aborted(ss))
             return;
@@ -166,7 +169,9 @@ static void cancel_close(sess *ss)
             sess_abort(ss);
             return;
         }
-        soak_sleep(NP_MILLISECOND);
+        soak_sleep(step);
+        if (step < 32 * NP_MILLISECOND)
+            step *= 2;
     }
     soak_sleep(CANCEL_SETTLE);
     sess_close(ss, false);
