@@ -73,7 +73,7 @@ static void run_lookup(void *arg)
         np__wait_ready(r);
 }
 
-static int gai_error(int rc)
+static int gai_to_np_error(int rc)
 {
     switch (rc) {
     case 0:
@@ -131,7 +131,7 @@ int np__lookup(const char *host, uint16_t port, int family, int64_t deadline, np
             }
         }
     }
-    rc = gai_error(l->rc);
+    rc = gai_to_np_error(l->rc);
     out->n = 0;
     for (struct addrinfo *ai = l->res; rc == 0 && ai && out->n < NP__MAX_ADDRS; ai = ai->ai_next) {
         if (ai->ai_addrlen > sizeof out->sa[0] || (ai->ai_family != AF_INET && ai->ai_family != AF_INET6))
