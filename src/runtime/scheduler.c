@@ -202,6 +202,14 @@ void np__sched_get_stats(np__sched_stats *o)
 static void futex_wait(_Atomic uint32_t *word, uint32_t val)
 {
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+#ifdef NP_TSAN
+    /* ThreadSanitizer runs a signal's handler only in or after a call it
+     * intercepts, and a raw futex is not one: a signal that interrupted
+     * this sleep would wait for its handler until the worker next made such
+     * a call (np_signal_notify's deliveries stalled). A zero sleep is one. */
+    struct timespec zero = { 0, 0 };
+    nanosleep(&zero, NULL);
+#endif
 }
 
 static void futex_wake(_Atomic uint32_t *word)

@@ -60,7 +60,7 @@ static void on_signal(int signo)
     NP__ERRNO_SAVE();
     if (signo > 0 && signo < NSIGS)
         atomic_fetch_add_explicit(&pending[signo], 1, memory_order_relaxed);
-    int fd = atomic_load_explicit(&wake_fd, memory_order_relaxed);
+    int fd = atomic_load_explicit(&wake_fd, memory_order_acquire); /* the pipe is made before */
     if (fd >= 0) {
         char b = 0;
         ssize_t n = write(fd, &b, 1); /* full: a wake is pending already */
