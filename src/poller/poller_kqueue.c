@@ -99,7 +99,7 @@ int np__poller_init(void)
     }
     kq = fd;
     atomic_store(&wake_pending, 0);
-    int rc = np__kqwake_open(kq);
+    rc = np__kqwake_open(kq);
     if (rc < 0) {
         close(kq);
         kq = -1;
