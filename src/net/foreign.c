@@ -12,7 +12,7 @@
  *   - the caller's descriptor is never closed, and its flags (O_NONBLOCK)
  *     are left alone: they belong to the open file, which we do not change.
  * The cost is a dup, a registration and its removal per wait: see
- * bench/wait for what that costs beside raw epoll.
+ * bench/waitfd for what that costs beside raw epoll.
  *
  * The duplicate keeps the file open, so the caller closing its descriptor
  * does not end the wait by itself. The wait therefore looks, at growing
