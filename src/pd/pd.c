@@ -197,6 +197,14 @@ static int check_start(np__pd *pd, int mode)
 
 int np__pd_reset(np__pd *pd, int mode)
 {
+    /* A call about to try its syscall: the poller's error report is about
+     * an error the syscall will itself return (and clear): an ICMP error on
+     * UDP, a socket error. Kept, it turned every later read into -EIO on
+     * the poll backend. A descriptor that truly cannot be polled is
+     * reported again by the next poll, for the wait that follows. */
+    if (mode == NP__PD_READ &&
+        (atomic_load_explicit(&pd->info, memory_order_relaxed) & NP__PD_EVENT_ERR))
+        set_event_err(pd, false);
     int rc = check_start(pd, mode);
     if (rc)
         return rc;
