@@ -27,6 +27,7 @@
 
 #include "pd/pd.h"
 #include "pd/sema.h"
+#include "runtime/scheduler.h"
 
 enum { NP__FD_CONN = 1, NP__FD_LISTENER = 2 };
 
@@ -75,6 +76,13 @@ void np__fd_decref(np__fd *fd);
  * reader (writer). False if the fd is or gets closed. */
 bool np__fd_lock(np__fd *fd, bool read);
 void np__fd_unlock(np__fd *fd, bool read);
+
+/* A blocking net call from a plain thread with no runtime running: -ESRCH,
+ * as the contract says (nothing could wake it). Tasks always have one. */
+static inline bool np__no_runtime(void)
+{
+    return !np__sched_current_task() && !np__runtime_running();
+}
 
 /* Marks the fd closed, wakes every waiter, and drops the caller's reference
  * (taken by np__fd_get). -EBADF if it was already closed. */

@@ -77,22 +77,12 @@ static void fdwait_notify(void *arg, int mode, bool err)
         np__wait_ready(ready);
 }
 
-static void unlock_spin(void *l)
-{
-    np__spin_unlock(l);
-}
-
 /* Whether fd still names the file whose identity is in `was`. */
 static bool same_file(int fd, const struct stat *was)
 {
     struct stat now;
     return NP__SYS(fstat(fd, &now)) == 0 && now.st_dev == was->st_dev &&
            now.st_ino == was->st_ino;
-}
-
-static int no_runtime(void)
-{
-    return !np__sched_current_task() && !np__runtime_running();
 }
 
 /* Parks until the poller reports what w wants, the deadline, or the
@@ -118,7 +108,7 @@ static int wait_reported(fdwait *w, int fd, const struct stat *file, int64_t dea
         w->node = &n;
         int64_t check = np__add_sat(np_now(), interval);
         np__wait_arm(r, deadline != 0 && deadline < check ? deadline : check);
-        if (np__wait_park(r, unlock_spin, &w->lock) == NP__W_DONE) {
+        if (np__wait_park(r, np__spin_unlock_cb, &w->lock) == NP__W_DONE) {
             np__spin_lock(&w->lock);
             int got = w->got & w->want;
             np__spin_unlock(&w->lock);
@@ -140,7 +130,7 @@ int np_wait_fd(int fd, int events, int64_t deadline)
         return -EBADF;
     if (events == 0 || (events & ~(NP_READABLE | NP_WRITABLE)))
         return -EINVAL;
-    if (no_runtime())
+    if (np__no_runtime())
         return -ESRCH;
     int dup = NP__SYS(fcntl(fd, F_DUPFD_CLOEXEC, 0));
     if (dup < 0)
@@ -184,7 +174,7 @@ int np_conn_from_fd(np_conn *out, int fd)
     out->id = 0;
     if (fd < 0)
         return -EBADF;
-    if (no_runtime())
+    if (np__no_runtime())
         return -ESRCH;
     int fl = NP__SYS(fcntl(fd, F_GETFL));
     if (fl < 0)

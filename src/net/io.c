@@ -33,11 +33,6 @@
 #include "poller/poller.h"
 #include "runtime/scheduler.h"
 
-static int no_runtime(void)
-{
-    return !np__sched_current_task() && !np__runtime_running();
-}
-
 /* A write to a pipe whose reader is gone raises SIGPIPE, which send's
  * MSG_NOSIGNAL avoids for sockets only: block it in this thread for the
  * write, and take back the one the write raised. */
@@ -85,7 +80,7 @@ static ssize_t sys_write(np__fd *fd, const void *buf, size_t len, const struct s
 /* Starts an I/O call: the connection, locked in one direction, or an error. */
 static int io_begin(np_conn c, bool read, np__fd **out)
 {
-    if (no_runtime())
+    if (np__no_runtime())
         return -ESRCH;
     np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
     if (!fd)
@@ -136,7 +131,7 @@ static ssize_t read_loop(np_conn c, void *buf, size_t len, struct sockaddr_stora
     if (len > SSIZE_MAX)
         len = SSIZE_MAX; /* as read(2): the count must fit the result */
     if (len == 0) { /* Go's: nothing asked, nothing to fail (the handle aside) */
-        if (no_runtime())
+        if (np__no_runtime())
             return -ESRCH;
         np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
         if (!fd)

@@ -27,14 +27,6 @@
 #include "poller/poller.h"
 #include "runtime/scheduler.h"
 
-/* Blocking calls work from tasks (they park the task) and from plain
- * threads while a runtime runs (they block the thread on its futex). With
- * no runtime: -ESRCH, as the contract says; nothing could wake them. */
-static int no_runtime(void)
-{
-    return !np__sched_current_task() && !np__runtime_running();
-}
-
 static void set_nodelay(int s, int family)
 {
     if (family == AF_INET || family == AF_INET6) {
@@ -116,7 +108,7 @@ int np_listen_reuseport(np_listener *out, const char *network, const char *addre
     if (!out)
         return -EINVAL;
     out->id = 0;
-    if (no_runtime())
+    if (np__no_runtime())
         return -ESRCH; /* a handle lives in a running runtime's poller */
     if (np__sotype(network) != SOCK_STREAM)
         return -EINVAL; /* datagrams: np_listen_packet */
@@ -161,7 +153,7 @@ int np_accept(np_listener l, np_conn *out)
     if (!out)
         return -EINVAL;
     out->id = 0;
-    if (no_runtime())
+    if (np__no_runtime())
         return -ESRCH;
     np__fd *fd = np__fd_get(l.id, NP__FD_LISTENER);
     if (!fd)
@@ -254,7 +246,7 @@ int np_listen_packet(np_conn *out, const char *network, const char *address)
     if (!out)
         return -EINVAL;
     out->id = 0;
-    if (no_runtime())
+    if (np__no_runtime())
         return -ESRCH;
     if (np__sotype(network) != SOCK_DGRAM)
         return -EINVAL; /* streams: np_listen */
@@ -358,7 +350,7 @@ int np_dial(np_conn *out, const char *network, const char *address, int64_t dead
     if (!out)
         return -EINVAL;
     out->id = 0;
-    if (no_runtime())
+    if (np__no_runtime())
         return -ESRCH;
     int sotype = np__sotype(network);
     if (sotype < 0)

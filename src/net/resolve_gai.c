@@ -92,14 +92,9 @@ static int gai_to_np_error(int rc)
     }
 }
 
-static void unlock_spin(void *l)
-{
-    np__spin_unlock(l);
-}
-
 int np__lookup(const char *host, uint16_t port, int family, int64_t deadline, np__addrs *out)
 {
-    if (deadline != 0 && deadline <= np_now())
+    if (np__deadline_past(deadline))
         return -ETIMEDOUT;
     lookup *l = calloc(1, sizeof *l);
     if (!l)
@@ -121,7 +116,7 @@ int np__lookup(const char *host, uint16_t port, int family, int64_t deadline, np
     if (!l->finished) {
         l->node = &n;
         np__wait_arm(r, deadline);
-        unsigned st = np__wait_park(r, unlock_spin, &l->lock);
+        unsigned st = np__wait_park(r, np__spin_unlock_cb, &l->lock);
         np__spin_lock(&l->lock);
         if (st != NP__W_DONE) {
             l->node = NULL; /* the job will not look for us */

@@ -214,20 +214,10 @@ int np_chan_make(np_chan *out, size_t elem_size, size_t capacity)
     return 0;
 }
 
-static void unlock_chan(void *p)
-{
-    np__spin_unlock(p);
-}
-
-static bool past(int64_t deadline)
-{
-    return deadline != 0 && deadline <= np_now();
-}
-
 /* Blocks on the nil channel: only the deadline ends it. */
 static int block_forever(int64_t deadline)
 {
-    if (past(deadline))
+    if (np__deadline_past(deadline))
         return -ETIMEDOUT;
     np__wrec *r;
     int rc = np__wait_begin(&r);
@@ -243,7 +233,7 @@ static int block_forever(int64_t deadline)
 static int wait_on(np__chan *c, np__wqueue *q, void *elem, int64_t deadline)
 {
     np__wrec *r;
-    int rc = past(deadline) ? -ETIMEDOUT : np__wait_begin(&r);
+    int rc = np__deadline_past(deadline) ? -ETIMEDOUT : np__wait_begin(&r);
     if (rc < 0) {
         np__spin_unlock(&c->lock);
         return rc;
@@ -251,7 +241,7 @@ static int wait_on(np__chan *c, np__wqueue *q, void *elem, int64_t deadline)
     np__wnode n = { .rec = r, .seq = np__wait_seq(r), .elem = elem };
     np__wq_push(q, &n);
     np__wait_arm(r, deadline);
-    if (np__wait_park(r, unlock_chan, &c->lock) == NP__W_DONE)
+    if (np__wait_park(r, np__spin_unlock_cb, &c->lock) == NP__W_DONE)
         return n.result;
     /* The deadline won. A free or close since has unlinked the node, and
      * the slot may hold another channel by now: unlinking is then a no-op. */
@@ -261,7 +251,8 @@ static int wait_on(np__chan *c, np__wqueue *q, void *elem, int64_t deadline)
     return -ETIMEDOUT;
 }
 
-int np_chan_send(np_chan ch, const void *elem, int64_t deadline)
+/* A send or a receive: at once if it can proceed, else queued and parked. */
+static int chan_op(np_chan ch, void *elem, int64_t deadline, bool send)
 {
     if (ch.id == 0)
         return block_forever(deadline);
@@ -274,35 +265,24 @@ int np_chan_send(np_chan ch, const void *elem, int64_t deadline)
     }
     int result;
     np__wrec *wake;
-    if (np__chan_try_send(c, elem, &result, &wake)) {
+    if (send ? np__chan_try_send(c, elem, &result, &wake)
+             : np__chan_try_recv(c, elem, &result, &wake)) {
         np__spin_unlock(&c->lock);
         if (wake)
             np__wait_ready(wake);
         return result;
     }
-    return wait_on(c, &c->sendq, (void *)elem, deadline);
+    return wait_on(c, send ? &c->sendq : &c->recvq, elem, deadline);
+}
+
+int np_chan_send(np_chan ch, const void *elem, int64_t deadline)
+{
+    return chan_op(ch, (void *)elem, deadline, true);
 }
 
 int np_chan_recv(np_chan ch, void *elem, int64_t deadline)
 {
-    if (ch.id == 0)
-        return block_forever(deadline);
-    np__chan *c = lock_live(ch.id);
-    if (!c)
-        return -EBADF;
-    if (c->elem_size && !elem) {
-        np__spin_unlock(&c->lock);
-        return -EINVAL;
-    }
-    int result;
-    np__wrec *wake;
-    if (np__chan_try_recv(c, elem, &result, &wake)) {
-        np__spin_unlock(&c->lock);
-        if (wake)
-            np__wait_ready(wake);
-        return result;
-    }
-    return wait_on(c, &c->recvq, elem, deadline);
+    return chan_op(ch, elem, deadline, false);
 }
 
 /* Under c's lock: ends every wait on q with result; receivers' elements

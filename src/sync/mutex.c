@@ -52,11 +52,6 @@ _Static_assert(sizeof(mutex_impl) <= sizeof(np_mutex), "np_mutex too small");
 _Static_assert(sizeof(cond_impl) <= sizeof(np_cond), "np_cond too small");
 _Static_assert(_Alignof(mutex_impl) <= _Alignof(np_mutex), "np_mutex misaligned");
 
-static bool past(int64_t deadline)
-{
-    return deadline != 0 && deadline <= np_now();
-}
-
 /* Takes QLOCK; returns the state as it was (without QLOCK). */
 static uint32_t qlock(mutex_impl *m)
 {
@@ -94,7 +89,7 @@ __attribute__((noinline, cold)) static int lock_slow(mutex_impl *m, int64_t dead
         return 0;
     }
     np__wrec *r;
-    int rc = past(deadline) ? -ETIMEDOUT : np__wait_begin(&r);
+    int rc = np__deadline_past(deadline) ? -ETIMEDOUT : np__wait_begin(&r);
     if (rc < 0) {
         qunlock(m);
         return rc;
@@ -200,7 +195,7 @@ int np_cond_wait(np_cond *pc, np_mutex *pm, int64_t deadline)
     mutex_impl *m = (mutex_impl *)pm;
     if (!(atomic_load(&m->state) & LOCKED))
         return -EPERM;
-    if (past(deadline))
+    if (np__deadline_past(deadline))
         return -ETIMEDOUT;
     np__wrec *r;
     int rc = np__wait_begin(&r);

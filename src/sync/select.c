@@ -127,7 +127,7 @@ int np_select(np_select_case *cases, int n, int64_t deadline)
 
     /* Pass 2: queue on every channel and park. */
     np__wrec *r;
-    int rc = deadline != 0 && deadline <= np_now() ? -ETIMEDOUT : np__wait_begin(&r);
+    int rc = np__deadline_past(deadline) ? -ETIMEDOUT : np__wait_begin(&r);
     if (rc < 0) {
         unlock_all(&s);
         return rc;

@@ -29,6 +29,11 @@ void np__spin_unlock(_Atomic int *l)
     atomic_store_explicit(l, 0, memory_order_release);
 }
 
+void np__spin_unlock_cb(void *lock)
+{
+    np__spin_unlock(lock);
+}
+
 /* ---- queues ------------------------------------------------------------- */
 
 void np__wq_push(np__wqueue *q, np__wnode *n)

@@ -81,6 +81,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "netpoll.h"
 #include "pd/waitrec.h"
 
 enum {
@@ -165,6 +166,16 @@ void np__wait_ready(np__wrec *r);
  * CLAIMING until then) and the records. */
 void np__wake_list_push(np__wake_list *l, np__wnode *n);
 void np__wake_all(np__wake_list *l);
+
+/* A deadline (0: none) already reached: the call must not block. */
+static inline bool np__deadline_past(int64_t deadline)
+{
+    return deadline != 0 && deadline <= np_now();
+}
+
+/* np__wait_park's unlock callback for a queue guarded by one spinlock
+ * (arg: the lock). */
+void np__spin_unlock_cb(void *lock);
 
 /* A short spinlock for the queues: held across the owner's switch (it is
  * released by the commit, in another context of the same thread), which a

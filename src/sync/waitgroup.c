@@ -37,11 +37,6 @@ typedef struct wg_impl {
 
 _Static_assert(sizeof(wg_impl) <= sizeof(np_waitgroup), "np_waitgroup too small");
 
-static void unlock_q(void *p)
-{
-    np__spin_unlock(p);
-}
-
 int np_waitgroup_add(np_waitgroup *pw, int64_t delta)
 {
     if (!pw)
@@ -91,7 +86,7 @@ int np_waitgroup_wait(np_waitgroup *pw, int64_t deadline)
         }
     } while (!(s & HAS_WAITERS) && !atomic_compare_exchange_weak(&wg->state, &s, s | HAS_WAITERS));
     np__wrec *r;
-    int rc = deadline != 0 && deadline <= np_now() ? -ETIMEDOUT : np__wait_begin(&r);
+    int rc = np__deadline_past(deadline) ? -ETIMEDOUT : np__wait_begin(&r);
     if (rc < 0) {
         if (!wg->q.head)
             atomic_fetch_and(&wg->state, ~HAS_WAITERS);
@@ -101,7 +96,7 @@ int np_waitgroup_wait(np_waitgroup *pw, int64_t deadline)
     np__wnode n = { .rec = r, .seq = np__wait_seq(r) };
     np__wq_push(&wg->q, &n);
     np__wait_arm(r, deadline);
-    if (np__wait_park(r, unlock_q, &wg->qlock) == NP__W_DONE)
+    if (np__wait_park(r, np__spin_unlock_cb, &wg->qlock) == NP__W_DONE)
         return 0;
     np__spin_lock(&wg->qlock);
     np__wq_unlink(&wg->q, &n);
