@@ -6,7 +6,9 @@
  *   a3  a Unix dial to a listener whose backlog is full fails at once
  *   a4  np_run's return invalidates every handle; no runtime: -ESRCH
  *   a5  a connection left open after a deadline-ended wait (poll backend)
- *   a6  a Unix listener's file is removed by np_listener_close at once
+ *   a6  a Unix listener's file is removed by np_listener_close at once;
+ *       also when two threads close it at once, the one that gets -EBADF
+ *       included (found by api_fuzz)
  *   a7  extreme values: np_strerror(INT_MIN), idle_stack_ns = INT64_MAX,
  *       lengths over SSIZE_MAX
  *   a9  the SIGSEGV handler chains to the program's and restores only its own
@@ -294,6 +296,63 @@ static void a6_unix_file_removed_at_close(void)
     run_with(1, a6_body);
 }
 
+/* Two plain threads close one Unix listener at the same moment. Whichever
+ * loses gets -EBADF, and may look at the path as soon as it has: the file
+ * must be gone for both (as with Go's second Close, which waits on the
+ * first one's unlink). Before the fix the loser could return while the
+ * winner was between marking the fd closed and unlinking. */
+typedef struct a6r {
+    np_listener l;
+    char path[108];
+    _Atomic int go, ready, lingering, zero_rcs;
+} a6r;
+
+static void *a6r_closer(void *p)
+{
+    a6r *r = p;
+    atomic_fetch_add(&r->ready, 1);
+    while (!atomic_load(&r->go)) {
+    }
+    int rc = np_listener_close(r->l);
+    if (rc == 0)
+        atomic_fetch_add(&r->zero_rcs, 1);
+    else
+        NP_CHECK_MSG(rc == -EBADF, "np_listener_close: %d", rc);
+    if (access(r->path, F_OK) == 0)
+        atomic_fetch_add(&r->lingering, 1);
+    return NULL;
+}
+
+static void a6r_body(void)
+{
+    a6r r;
+    int lingering = 0;
+    for (int i = 0; i < 500; i++) {
+        memset(&r, 0, sizeof r);
+        snprintf(r.path, sizeof r.path, "/tmp/np_ground_a6r_%d.sock", (int)getpid());
+        unlink(r.path);
+        NP_CHECK_OK(np_listen(&r.l, "unix", r.path));
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++)
+            NP_CHECK_OK(pthread_create(&th[k], NULL, a6r_closer, &r));
+        while (atomic_load(&r.ready) < 2)
+            np_yield();
+        atomic_store(&r.go, 1);
+        for (int k = 0; k < 2; k++)
+            NP_CHECK_OK(pthread_join(th[k], NULL));
+        NP_CHECK_EQ(atomic_load(&r.zero_rcs), 1);
+        lingering += atomic_load(&r.lingering);
+        unlink(r.path);
+    }
+    NP_CHECK_MSG(lingering == 0, "%d of 500 closers saw the file after their close returned",
+                 lingering);
+}
+
+static void a6_racing_closers_both_see_the_file_gone(void)
+{
+    run_with(2, a6r_body);
+}
+
 /* ---- a7 ------------------------------------------------------------------ */
 
 static void a7_sleeper(void)
@@ -499,6 +558,7 @@ NP_TEST_LIST(NP_CASE(a1_past_deadline_applies_without_blocking),
              NP_CASE(a3_unix_dial_full_backlog_fails),
              NP_CASE(a4_handles_die_with_their_run),
              NP_CASE(a6_unix_file_removed_at_close),
+             NP_CASE(a6_racing_closers_both_see_the_file_gone),
              NP_CASE(a7_extreme_values),
              NP_CASE(a9_segv_handler_chains),
              NP_CASE(a9_segv_chaining_edge_cases))

@@ -223,6 +223,7 @@ static int fd_new(int sysfd, int kind, int family, int sotype, char *unlink_path
     fd->dual_stack = false;
     fd->read_drained = false;
     fd->unlink_path = NULL;
+    atomic_store(&fd->unlinking, false);
     int rc = np__pd_open(sysfd, &fd->pd);
     if (rc < 0) {
         uint32_t g = atomic_fetch_add(&fd->gen, 2); /* stays even: never issued */
@@ -235,6 +236,7 @@ static int fd_new(int sysfd, int kind, int family, int sotype, char *unlink_path
         return rc;
     }
     fd->unlink_path = unlink_path; /* before the handle exists */
+    atomic_store(&fd->unlinking, unlink_path != NULL);
     static _Atomic int hooked;
     if (!atomic_load_explicit(&hooked, memory_order_relaxed) && !atomic_exchange(&hooked, 1))
         np__sched_on_stop(np__fd_close_all);
@@ -279,6 +281,8 @@ int np__fd_close(np__fd *fd)
     uint64_t old = atomic_load(&fd->state);
     for (;;) {
         if (old & CLOSED) {
+            while (atomic_load_explicit(&fd->unlinking, memory_order_acquire))
+                sched_yield(); /* see np__fd_close_wait */
             np__fd_decref(fd);
             return -EBADF;
         }
@@ -294,6 +298,7 @@ int np__fd_close(np__fd *fd)
         unlink(fd->unlink_path);
         free(fd->unlink_path);
         fd->unlink_path = NULL;
+        atomic_store_explicit(&fd->unlinking, false, memory_order_release);
     }
     for (uint64_t n = (old & RWAIT_MASK) / RWAIT; n > 0; n--)
         np__sema_release(&fd->rsema);
@@ -302,6 +307,22 @@ int np__fd_close(np__fd *fd)
     np__pd_unblock(fd->pd); /* parked readers and writers: -ECANCELED */
     np__fd_decref(fd);
     return 0;
+}
+
+void np__fd_close_wait(uint64_t id)
+{
+    uint32_t gen = (uint32_t)(id >> 32);
+    uint32_t idx = (uint32_t)id;
+    if (idx == 0 || !(gen & 1))
+        return;
+    np__fd *fd = slot_at(idx - 1);
+    if (!fd)
+        return;
+    /* unlinking first, then the generation: a slot freed and reused since
+     * has a new generation (slot_free bumps it before a new owner can set
+     * unlinking), so a true seen under the old one is this fd's. */
+    while (atomic_load(&fd->unlinking) && atomic_load(&fd->gen) == gen)
+        sched_yield();
 }
 
 /* The last reference of a closed fd: nothing is inside a syscall on it. */

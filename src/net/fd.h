@@ -51,8 +51,17 @@ typedef struct np__fd {
     bool dual_stack;          /* an IPv6 socket that also serves IPv4 */
     char *unlink_path;        /* listener's Unix socket file, removed by
                                * np__fd_close (the closer owns it then) */
+    _Atomic bool unlinking;   /* unlink_path is set and not yet removed: a
+                               * second closer waits for it (np__fd_close) */
     struct np__fd *next_free;
 } np__fd;
+
+/* For a close that found the handle id already closed (-EBADF): returns
+ * once the first closer has removed a Unix listener's file. As Go's second
+ * Close waits on the first one's unlink, -EBADF from a close means the
+ * handle is gone, file included. The wait is one unlink(2) by a running
+ * thread: closing never parks between marking the fd and the unlink. */
+void np__fd_close_wait(uint64_t id);
 
 /* Allocates a table slot for sysfd (opens its poll descriptor) and returns
  * the handle id; *out gets the fd with one reference held by the caller,

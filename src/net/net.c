@@ -210,8 +210,10 @@ int np_listener_set_deadline(np_listener l, int64_t deadline)
 int np_listener_close(np_listener l)
 {
     np__fd *fd = np__fd_get(l.id, NP__FD_LISTENER);
-    if (!fd)
+    if (!fd) {
+        np__fd_close_wait(l.id);
         return -EBADF;
+    }
     return np__fd_close(fd);
 }
 
@@ -406,8 +408,10 @@ int np_set_write_deadline(np_conn c, int64_t deadline)
 int np_close(np_conn c)
 {
     np__fd *fd = np__fd_get(c.id, NP__FD_CONN);
-    if (!fd)
+    if (!fd) {
+        np__fd_close_wait(c.id); /* a bound unixgram socket's file */
         return -EBADF;
+    }
     return np__fd_close(fd);
 }
 
