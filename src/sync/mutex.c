@@ -7,8 +7,9 @@
  *          QLOCK    the queue's spinlock
  *
  *   lock     0 -> LOCKED (one CAS: the uncontended case). Otherwise, holding
- *            QLOCK: take it if it is free, else set WAITERS, queue, and
- *            park; the park's commit drops QLOCK.
+ *            QLOCK: take it if it is free (a fetch_or, whose old value
+ *            decides: trylock sets LOCKED without QLOCK), else set WAITERS,
+ *            queue, and park; the park's commit drops QLOCK.
  *   unlock   LOCKED -> 0 (one CAS). With WAITERS: take QLOCK, claim the
  *            first waiter, and hand the mutex to it in one store that keeps
  *            LOCKED (it returns owning it), keeps WAITERS if others wait, and
@@ -80,16 +81,21 @@ static void qunlock_commit(void *p)
     qunlock(p);
 }
 
-__attribute__((noinline, cold)) static int lock_slow(mutex_impl *m, int64_t deadline)
+/* anyway: a plain thread waits even with no runtime (np_cond_wait's relock:
+ * it must return holding m). */
+__attribute__((noinline, cold)) static int lock_slow(mutex_impl *m, int64_t deadline, bool anyway)
 {
     uint32_t s = qlock(m);
-    if (!(s & LOCKED)) {
-        atomic_fetch_or(&m->state, LOCKED);
+    /* Free: take it. A trylock does not look at QLOCK and may have taken it
+     * since qlock read the word: only the fetch_or's old value says who. */
+    if (!(s & LOCKED) && !(atomic_fetch_or(&m->state, LOCKED) & LOCKED)) {
         qunlock(m);
         return 0;
     }
     np__wrec *r;
-    int rc = np__deadline_past(deadline) ? -ETIMEDOUT : np__wait_begin(&r);
+    int rc = np__deadline_past(deadline) ? -ETIMEDOUT
+             : anyway                     ? np__wait_begin_anyway(&r)
+                                          : np__wait_begin(&r);
     if (rc < 0) {
         qunlock(m);
         return rc;
@@ -114,7 +120,7 @@ int np_mutex_lock_until(np_mutex *pm, int64_t deadline)
     uint32_t zero = 0;
     if (atomic_compare_exchange_strong(&m->state, &zero, LOCKED))
         return 0;
-    return lock_slow(m, deadline);
+    return lock_slow(m, deadline, false);
 }
 
 int np_mutex_lock(np_mutex *pm)
@@ -125,7 +131,7 @@ int np_mutex_lock(np_mutex *pm)
     uint32_t zero = 0;
     if (atomic_compare_exchange_strong(&m->state, &zero, LOCKED))
         return 0;
-    return lock_slow(m, 0);
+    return lock_slow(m, 0, false);
 }
 
 int np_mutex_trylock(np_mutex *pm)
@@ -187,6 +193,15 @@ static int unlock_slow(mutex_impl *m, uint32_t s)
 
 /* ---- condition variables ---------------------------------------------- */
 
+/* np_cond_wait's relock: m is held on return, whatever (a plain thread
+ * whose runtime ended while it waited still gets it back). */
+static void relock(mutex_impl *m)
+{
+    uint32_t zero = 0;
+    if (!atomic_compare_exchange_strong(&m->state, &zero, LOCKED))
+        (void)lock_slow(m, 0, true);
+}
+
 int np_cond_wait(np_cond *pc, np_mutex *pm, int64_t deadline)
 {
     if (!pc || !pm)
@@ -216,7 +231,7 @@ int np_cond_wait(np_cond *pc, np_mutex *pm, int64_t deadline)
         np__wq_unlink(&c->q, &n);
         np__spin_unlock(&c->qlock);
     }
-    np_mutex_lock(pm);
+    relock(m);
     return st == NP__W_DONE ? 0 : -ETIMEDOUT;
 }
 

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -42,6 +43,8 @@ static bool handled[NSIGS];           /* under lock */
 
 static _Atomic uint32_t pending[NSIGS]; /* counted by the handler */
 static _Atomic int wake_fd = -1;        /* the running generation's pipe */
+static _Atomic int in_handler;          /* handlers between their load of
+                                         * wake_fd and their write to it */
 
 /* One delivery thread's own state: its pipe and its stop flag. A thread
  * started after another was stopped never shares them, so a stop that is
@@ -60,12 +63,18 @@ static void on_signal(int signo)
     NP__ERRNO_SAVE();
     if (signo > 0 && signo < NSIGS)
         atomic_fetch_add_explicit(&pending[signo], 1, memory_order_relaxed);
-    int fd = atomic_load_explicit(&wake_fd, memory_order_acquire); /* the pipe is made before */
+    /* Counted in first (seq_cst, as the load): a stop that sets wake_fd to
+     * -1 and then finds in_handler 0 knows no handler can still write to
+     * the old pipe, and only then closes it (its number may be reused at
+     * once, by anything). */
+    atomic_fetch_add(&in_handler, 1);
+    int fd = atomic_load(&wake_fd); /* the pipe is made before */
     if (fd >= 0) {
         char b = 0;
         ssize_t n = write(fd, &b, 1); /* full: a wake is pending already */
         (void)n;
     }
+    atomic_fetch_sub(&in_handler, 1);
     NP__ERRNO_RESTORE();
 }
 
@@ -162,6 +171,9 @@ static void stop_thread_unlock(void)
     (void)n;
     pthread_mutex_unlock(&lock);
     pthread_join(g->thread, NULL);
+    /* A handler that loaded the old wake_fd may not have written yet. */
+    while (atomic_load(&in_handler))
+        sched_yield();
     close(g->wfd);
     close(g->rfd);
     free(g);

@@ -1,8 +1,13 @@
 /* Coordination waits: records, queues, claims and parking. The protocol is
  * in wait.h. */
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base/cpu_relax.h"
 #include "base/np_assert.h"
@@ -129,9 +134,98 @@ void np__wait_ready(np__wrec *r)
 
 /* ---- records -------------------------------------------------------------
  *
- * A task's record is in its struct. A plain thread's comes from a pool of
- * records that are never freed (a late timer may still look at one), and
- * goes back to it when the thread exits. */
+ * A task's record is in its struct, and its deadline is a timer run by the
+ * workers. A plain thread's record comes from a pool of records that are
+ * never freed (a late timer or ready may still touch one), and goes back
+ * to it when the thread exits. A thread sleeps on a futex in its record and keeps its
+ * deadline itself too (the futex's timeout): once the runtime has ended (its
+ * last task returned while the thread was blocked) no worker runs the timer,
+ * and the thread would block forever past its deadline. The timer is armed
+ * all the same: while it is pending, idle workers keep polling the network,
+ * which a thread's np_wait_fd (net/foreign.c) needs. Timer and thread make
+ * the same claim; one wins.
+ *
+ * The thread's park, on the futex word `token`:
+ *   park    token = 0; commit (or return at once); then sleep while
+ *           token == 0, at most until the deadline; at the deadline, expire
+ *           the wait itself (the timer's CAS, PARKED -> TIMEDOUT): won, it
+ *           returns (nobody will ready it); lost, a waker or the timer
+ *           claimed it while PARKED and readies it: sleep on, with no
+ *           timeout.
+ *   ready   token = 1 (finding it 1 already: readied twice, abort); wake. */
+
+typedef struct trec {
+    np__wrec rec;           /* first: a thread's np__wrec * is its trec * */
+    np__waiter w;           /* rec.waiter for every wait of the thread */
+    _Atomic uint32_t token; /* 0 parked or about to, 1 readied */
+    int64_t deadline;       /* of the wait in progress; 0 none */
+} trec;
+
+static void tr_ready(np__waiter *w);
+static void tr_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags);
+static const np__waiter_ops thread_rec_ops = { .ready = tr_ready, .park = tr_park };
+
+static trec *tr_of_waiter(np__waiter *w)
+{
+    return (trec *)((char *)w - offsetof(trec, w));
+}
+
+static trec *tr_of(np__wrec *r)
+{
+    return r->waiter && r->waiter->ops == &thread_rec_ops ? (trec *)r : NULL;
+}
+
+static void tr_ready(np__waiter *w)
+{
+    trec *tr = tr_of_waiter(w);
+    if (atomic_exchange_explicit(&tr->token, 1, memory_order_release) != 0)
+        NP__PANIC("sync: a thread's wait readied twice");
+    syscall(SYS_futex, &tr->token, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Sleeps while token is 0, at most until deadline (0: none; CLOCK_MONOTONIC,
+ * np_now's clock). Returns early now and then (a signal, a stale wake). */
+static void tr_sleep(trec *tr, int64_t deadline)
+{
+    struct timespec ts, *tsp = NULL;
+    if (deadline > 0) {
+        ts.tv_sec = (time_t)(deadline / NP_SECOND);
+        ts.tv_nsec = (long)(deadline % NP_SECOND);
+        tsp = &ts;
+    }
+    /* BITSET: an absolute timeout, on CLOCK_MONOTONIC. */
+    syscall(SYS_futex, &tr->token, FUTEX_WAIT_BITSET_PRIVATE, 0, tsp, NULL,
+            FUTEX_BITSET_MATCH_ANY);
+}
+
+static bool claim_expired(np__wrec *r, uint64_t seq, unsigned *was);
+
+static void tr_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags)
+{
+    (void)flags;
+    trec *tr = tr_of_waiter(w);
+    atomic_store_explicit(&tr->token, 0, memory_order_relaxed);
+    if (!commit(w, arg)) {
+        atomic_store_explicit(&tr->token, 1, memory_order_relaxed);
+        return;
+    }
+    /* A wait on the network needs a worker polling for it. */
+    void (*hook)(void) = atomic_load_explicit(&np__thread_park_hook, memory_order_acquire);
+    if (hook)
+        hook();
+    int64_t deadline = tr->deadline;
+    uint64_t seq = np__wait_seq(&tr->rec);
+    while (atomic_load_explicit(&tr->token, memory_order_acquire) == 0) {
+        if (deadline > 0 && np_now() >= deadline) {
+            unsigned was;
+            if (claim_expired(&tr->rec, seq, &was))
+                return; /* the deadline won: nobody else readies us */
+            deadline = 0; /* a waker won: its ready is coming */
+            continue;
+        }
+        tr_sleep(tr, deadline);
+    }
+}
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static np__wrec *pool;
@@ -142,6 +236,9 @@ static _Thread_local np__wrec *thread_rec;
 static void thread_rec_release(void *p)
 {
     np__wrec *r = p;
+    /* A later key's destructor may wait again: it gets a record anew (and
+     * this key's destructor runs again), never this one, now in the pool. */
+    thread_rec = NULL;
     pthread_mutex_lock(&pool_lock);
     r->next_free = pool;
     pool = r;
@@ -167,11 +264,14 @@ __attribute__((noinline)) static np__wrec *my_thread_rec(void)
         pool = r->next_free;
     pthread_mutex_unlock(&pool_lock);
     if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r)
+        trec *tr = calloc(1, sizeof *tr);
+        if (!tr)
             return NULL;
+        tr->w.ops = &thread_rec_ops;
+        atomic_init(&tr->token, 1);
+        r = &tr->rec;
         if (np__timer_init(&r->timer, (uint32_t)((uintptr_t)r >> 6)) != 0) {
-            free(r);
+            free(tr);
             return NULL;
         }
         r->timer_ready = true;
@@ -181,25 +281,40 @@ __attribute__((noinline)) static np__wrec *my_thread_rec(void)
     return r;
 }
 
-int np__wait_begin(np__wrec **out)
+/* The caller's record; a plain thread with no runtime gets one only if
+ * anyway (nothing but another plain thread can end its wait then). */
+static int wait_begin(np__wrec **out, bool anyway)
 {
     np__task *t = np__sched_current_task();
     np__wrec *r;
     if (t) {
         r = &t->wrec;
+        r->waiter = np__waiter_current();
     } else {
-        /* Only a running runtime's workers run timers and ready anyone. */
-        if (!np__runtime_running())
+        /* Only a running runtime's workers ready tasks (and poll). */
+        if (!anyway && !np__runtime_running())
             return -ESRCH;
         r = my_thread_rec();
         if (!r)
             return -ENOMEM;
+        trec *tr = (trec *)r;
+        r->waiter = &tr->w;
+        tr->deadline = 0;
     }
-    r->waiter = np__waiter_current();
     uint64_t cur = atomic_load_explicit(&r->claim, memory_order_relaxed);
     atomic_store(&r->claim, WORD(NP__W_SEQ(cur) + 1, NP__W_OPEN));
     *out = r;
     return 0;
+}
+
+int np__wait_begin_anyway(np__wrec **out)
+{
+    return wait_begin(out, true);
+}
+
+int np__wait_begin(np__wrec **out)
+{
+    return wait_begin(out, false);
 }
 
 uint64_t np__wait_seq(const np__wrec *r)
@@ -207,26 +322,42 @@ uint64_t np__wait_seq(const np__wrec *r)
     return NP__W_SEQ(atomic_load_explicit(&r->claim, memory_order_relaxed));
 }
 
-static void expire(void *arg, uintptr_t seq)
+/* The deadline's claim: OPEN | PARKED -> TIMEDOUT for wait seq; *was is the
+ * state it left (PARKED: the winner readies the owner). */
+static bool claim_expired(np__wrec *r, uint64_t seq, unsigned *was)
 {
-    np__wrec *r = arg;
     uint64_t cur = atomic_load(&r->claim);
     for (;;) {
-        if (NP__W_SEQ(cur) != (uint64_t)seq)
-            return; /* a timer of an earlier wait */
+        if (NP__W_SEQ(cur) != seq)
+            return false; /* a timer of an earlier wait */
         unsigned st = NP__W_STATE(cur);
         if (st != NP__W_OPEN && st != NP__W_PARKED)
-            return; /* a waker won */
+            return false; /* a waker won */
         if (atomic_compare_exchange_weak(&r->claim, &cur, WORD(seq, NP__W_TIMEDOUT))) {
-            if (st == NP__W_PARKED)
-                np__wait_ready(r);
-            return;
+            *was = st;
+            return true;
         }
     }
 }
 
+/* The timer (tasks). It carries the wait's seq as a uintptr_t: compare
+ * that many low bits (all of them on 64-bit targets). */
+static void expire(void *arg, uintptr_t seq)
+{
+    np__wrec *r = arg;
+    uint64_t cur_seq = NP__W_SEQ(atomic_load(&r->claim));
+    if ((uintptr_t)cur_seq != seq)
+        return;
+    unsigned was;
+    if (claim_expired(r, cur_seq, &was) && was == NP__W_PARKED)
+        np__wait_ready(r);
+}
+
 void np__wait_arm(np__wrec *r, int64_t deadline)
 {
+    trec *tr = tr_of(r);
+    if (tr) /* a thread: its park keeps the deadline too */
+        tr->deadline = deadline > 0 ? deadline : 0;
     r->timer_armed = deadline > 0;
     if (deadline > 0)
         np__timer_set(&r->timer, deadline, expire, r, (uintptr_t)np__wait_seq(r));

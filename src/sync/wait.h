@@ -14,7 +14,10 @@
  *   - Wakers: whoever makes the wait's condition true — an unlock, a signal,
  *     the count reaching zero, a matching send or receive, a close, a free
  *     — always while holding the lock of the queue the node is in.
- *   - The timer: the deadline, firing with no queue lock held.
+ *   - The timer: the deadline, firing with no queue lock held. A timer
+ *     run by the workers; a plain thread also keeps the deadline itself
+ *     (its futex sleep's timeout, wait.c), which still fires once the
+ *     runtime has ended. Both make the same claim, "expire" below.
  *
  * The claim word (per record): seq << 3 | state. seq is bumped for every
  * wait, so a node or a timer of an earlier wait can never claim a later one.
@@ -137,6 +140,11 @@ np__wrec *np__wnode_done(np__wnode *n, int result);
 /* The caller's record, and a new wait on it (-ESRCH: a plain thread with
  * no runtime running, which nothing could wake). */
 int np__wait_begin(np__wrec **out);
+
+/* The same without the -ESRCH: for a wait that must happen whatever (the
+ * mutex np_cond_wait takes back), which only a plain thread can end once
+ * no runtime runs. */
+int np__wait_begin_anyway(np__wrec **out);
 
 /* Arms the deadline (0: none). */
 void np__wait_arm(np__wrec *r, int64_t deadline);
