@@ -65,6 +65,10 @@ run_api_fuzz() { # NAME DIR ENV...
     grep -E '^(api_fuzz|FAIL|HANG)|ThreadSanitizer|AddressSanitizer|runtime error' "$log" |
         head -n 60 || true
     if [ "$code" -ne 0 ]; then
+        # The first sanitizer report whole: CI keeps only what is printed.
+        awk '/^(WARNING: ThreadSanitizer|==[0-9]+==ERROR|.*runtime error)/ {on = 1}
+             on {print; if (++n >= 120) exit}
+             on && /^SUMMARY/ {exit}' "$log"
         echo "api_fuzz ($name): failed ($code); full output in $log"
         exit 1
     fi

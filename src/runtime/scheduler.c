@@ -279,8 +279,29 @@ static np__task *global_get(worker *w)
 
 /* ---- making tasks runnable ---------------------------------------------- */
 
+/* Owner: t at the tail of the runnable tasks. Into w's runq while it has
+ * room and the global queue is empty; otherwise at the global queue's tail.
+ * Once the global queue holds tasks, everything new goes behind them, so
+ * that the runq and the global queue together stay one FIFO, shared by all
+ * workers (who take from the global queue in batches as their runqs
+ * drain, which also balances them).
+ *
+ * It used to go to the runq whenever that had room, and a full runq spilled
+ * its oldest half to the global queue (Go's runqputslow). But a busy
+ * worker serves the global queue one task per SCHED_TICK picks, and the
+ * tick's poll refilled the runq each time: under load most tasks ended up
+ * in the global queue behind thousands of others, while those in the runq,
+ * readied again round after round, were served at once. The soak at 6,000
+ * connections saw reads wait over 10 s with data in their sockets. */
+static void local_put(worker *w, np__task *t)
+{
+    if (atomic_load_explicit(&S.gq_len, memory_order_relaxed) == 0 && np__runq_put(&w->runq, t))
+        return;
+    global_put(t);
+}
+
 /* Owner: queue t on w; `next` puts it in runnext (the displaced one goes to
- * the runq). A full runq spills half of itself to the global queue. */
+ * the tail, local_put). */
 static void runq_put(worker *w, np__task *t, bool next)
 {
     if (next) {
@@ -288,15 +309,7 @@ static void runq_put(worker *w, np__task *t, bool next)
         if (!t)
             return;
     }
-    if (np__runq_put(&w->runq, t))
-        return;
-    np__task *batch[NP__RUNQ_SIZE / 2];
-    uint32_t n = np__runq_take(&w->runq, batch, NP__RUNQ_SIZE / 2);
-    pthread_mutex_lock(&S.lock);
-    for (uint32_t i = 0; i < n; i++)
-        gq_push_locked(batch[i]);
-    gq_push_locked(t);
-    pthread_mutex_unlock(&S.lock);
+    local_put(w, t);
 }
 
 /* Takes w off the idle list if it is still there (true); false if a waker
@@ -435,8 +448,7 @@ static void task_ready(np__waiter *wt)
          * often than the rest. A full runq sends the newcomer, not the
          * runq's oldest half, to the global queue. The poller's caller
          * wakes helpers once for the whole batch. */
-        if (!np__runq_put(&w->runq, t))
-            global_put(t);
+        local_put(w, t);
         w->delivered++;
         return;
     }

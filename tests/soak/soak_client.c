@@ -60,7 +60,31 @@ typedef struct sess {
     _Atomic int parked;         /* CANCEL: the reader is entering its last read */
     _Atomic int closed;         /* np_close has been called (by whom: the CAS winner) */
     _Atomic int refs;           /* 2: writer and reader; the last one out finishes */
+    /* What the reader is doing, for a stalled writer's report. */
+    _Atomic int rstate;         /* enum rstate */
+    _Atomic int64_t rstate_at;
+    _Atomic uint64_t rbytes;
 } sess;
+
+enum rstate { R_START, R_WAIT_READABLE, R_READ, R_BUSY, R_DONE };
+
+static void rstate_set(sess *ss, enum rstate st)
+{
+    atomic_store_explicit(&ss->rstate, st, memory_order_relaxed);
+    atomic_store_explicit(&ss->rstate_at, np_now(), memory_order_relaxed);
+}
+
+/* A stalled writer's report: where its reader is (the echoes it does not
+ * take back are what fills the connection). */
+static void note_reader(sess *ss)
+{
+    static const char *names[] = { "not started", "in np_wait_readable", "in np_read",
+                                   "between reads", "finished" };
+    int st = atomic_load(&ss->rstate);
+    soak_note("conn %#x: the writer stalled; its reader is %s for %.1f s, %llu bytes read",
+              ss->conn_id, names[st], (double)(np_now() - atomic_load(&ss->rstate_at)) / 1e9,
+              (unsigned long long)atomic_load(&ss->rbytes));
+}
 
 static struct {
     slot *slots;
@@ -222,6 +246,8 @@ static void writer_run(sess *ss)
                 if (r != -ETIMEDOUT) /* a stall is booked already */
                     soak_fail(&g_proc.st->unexpected, "np_write conn %#x: %s", ss->conn_id,
                               np_strerror((int)r));
+                else
+                    note_reader(ss);
                 sess_abort(ss);
             }
             return;
@@ -324,7 +350,9 @@ static void reader_run(sess *ss)
                 reader_end(ss, &v, -EBADF, buf, sizeof buf);
                 return;
             }
+            rstate_set(ss, R_WAIT_READABLE);
             int w = np_wait_readable(ss->c);
+            rstate_set(ss, R_BUSY);
             if (dl_book(&x, w, "np_wait_readable", ss->conn_id)) {
                 if (x.kind == DL_GUARD) {
                     sess_abort(ss);
@@ -349,7 +377,11 @@ static void reader_run(sess *ss)
         }
         if (park)
             atomic_store(&ss->parked, 1);
+        rstate_set(ss, R_READ);
         ssize_t n = np_read(ss->c, buf, read_size(rng, sizeof buf));
+        rstate_set(ss, R_BUSY);
+        if (n > 0)
+            atomic_fetch_add_explicit(&ss->rbytes, (uint64_t)n, memory_order_relaxed);
         if (park) {
             /* The writer closes this connection while we are blocked here. */
             if (n == -ECANCELED)
