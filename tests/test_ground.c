@@ -267,6 +267,10 @@ static void a6_acceptor(void *arg)
 static void a6_body(void)
 {
     NP_CHECK_OK(np_listen(&a6_l, "unix", a6_path));
+    /* The wrong kind of handle for the close: -EBADF at once, and the live
+     * listener keeps its file (this hung before: the -EBADF path waited
+     * for an unlink that only a close of the listener does). */
+    NP_CHECK_EQ(np_close((np_conn){ a6_l.id }), -EBADF);
     NP_CHECK_OK(np_go(a6_acceptor, NULL));
     np_yield(); /* one worker: the acceptor runs and blocks */
     NP_CHECK_EQ(atomic_load(&a6_accept_rc), 1);

@@ -318,10 +318,13 @@ void np__fd_close_wait(uint64_t id)
     np__fd *fd = slot_at(idx - 1);
     if (!fd)
         return;
-    /* unlinking first, then the generation: a slot freed and reused since
+    /* Only for a closed fd (the get may have failed for the handle's kind:
+     * a live listener passed to np_close must not be waited on). unlinking
+     * and CLOSED first, then the generation: a slot freed and reused since
      * has a new generation (slot_free bumps it before a new owner can set
-     * unlinking), so a true seen under the old one is this fd's. */
-    while (atomic_load(&fd->unlinking) && atomic_load(&fd->gen) == gen)
+     * either), so what was seen under the old one was this fd's. */
+    while (atomic_load(&fd->unlinking) && (atomic_load(&fd->state) & CLOSED) &&
+           atomic_load(&fd->gen) == gen)
         sched_yield();
 }
 
