@@ -44,6 +44,7 @@ static struct {
     _Atomic int written;  /* rounds whose byte is out */
     _Atomic int seen;     /* rounds the reader has read */
     double worst_passes;
+    void *pingers;
 } F;
 
 static void yielder(void *arg)
@@ -138,7 +139,7 @@ static void body(void *arg)
     NP_CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
     NP_CHECK_OK(np_conn_from_fd(&F.reader_end, sv[0]));
     F.writer_fd = sv[1];
-    pinger *p = NULL;
+    pinger *p = NULL; /* freed by run() once np_run returned: every task is done */
     if (pairs) {
         p = calloc((size_t)F.ntasks, sizeof *p);
         NP_CHECK(p != NULL);
@@ -168,7 +169,7 @@ static void body(void *arg)
     close(sv[1]);
     for (int i = 0; pairs && i < F.ntasks; i++)
         np_close(p[i].c); /* wakes its task: np_read gives -ECANCELED */
-    free(p);
+    F.pingers = p;
 }
 
 static void run(int workers, int ntasks, int how)
@@ -183,6 +184,8 @@ static void run(int workers, int ntasks, int how)
     F.worst_passes = 0;
     np_config c = { .workers = workers };
     NP_CHECK_OK(np_run(&c, body, NULL));
+    free(F.pingers);
+    F.pingers = NULL;
     printf("  %d workers, %d %s: the reader waited at most %.2f passes\n", workers, ntasks,
            how == 1 ? "ping-pong tasks" : how == 2 ? "sleeping tasks" : how == 3 ? "mixed tasks" : "yielding tasks",
            F.worst_passes);
