@@ -286,7 +286,10 @@ NP_API int np_conn_from_fd(np_conn *out, int fd);
  * a task and a thread may contend for one mutex or sit on the two ends of
  * one channel. A call that would have to block on a plain thread while no
  * runtime runs returns -ESRCH instead (nothing could wake it); calls that
- * need not block work without a runtime.
+ * need not block work without a runtime. A plain thread already blocked
+ * when np_run returns stays blocked until another thread's call ends its
+ * wait (a send, an unlock, ...) or its deadline passes: the thread keeps
+ * its own deadline, so it holds with or without a runtime.
  *
  * np_mutex, np_cond and np_waitgroup are embedded by value: ready when
  * zeroed (= NP_MUTEX_INIT or memset 0), no destroy call, and they must not

@@ -80,6 +80,8 @@ typedef struct soak_cfg {
     X(forged_live, 0)     /* random forged id that happened to be live (not a fault) */   \
     X(unexpected, 1)      /* results not plausible for the situation */                   \
     X(short_writes, 0)    /* np_write returned a short count (deadline or close) */       \
+    X(flow_waits, 0)      /* a write's guard passed while its connection still moved:     \
+                           * the peer's window (flow control), not a stall */             \
     X(dial_retries, 0)    /* transient dial failures (-EADDRNOTAVAIL, -EAGAIN) */         \
     X(accept_retries, 0)  /* -EMFILE / -ENFILE / -ECONNABORTED on accept */
 
@@ -267,6 +269,22 @@ void soak_sleep(int64_t ns);
  * guard kind, booked as a stall and returned. */
 long long write_all(np_conn c, const uint8_t *p, size_t n, uint64_t *rng, uint32_t conn_id,
                     size_t *done, bool guard_only);
+
+/* write_all, where the connection's progress decides what a guard's
+ * -ETIMEDOUT is. progress(ctx) is a count that moves whenever the
+ * connection does (the client: echo bytes its reader has taken). A write
+ * stays blocked while the peer's window is shut, and over a Unix socket
+ * with a small send buffer on the far side the window opens only after the
+ * peer has echoed, and our reader has taken back, most of what is queued,
+ * one scheduling round of each process per buffer: under the 6,000-
+ * connection load that round trip can take longer than the guard while
+ * every byte moves. So a guard that passes while the count moved is booked
+ * as flow_waits and the write goes on under a new guard; one that passes
+ * with the count still is a stall, as always. A writer that truly missed
+ * its wake-up is still caught: the echo pipeline drains, the count stops,
+ * and the next guard reports it. */
+long long write_all_ex(np_conn c, const uint8_t *p, size_t n, uint64_t *rng, uint32_t conn_id,
+                       size_t *done, bool guard_only, uint64_t (*progress)(void *), void *ctx);
 
 /* Checks that every call on a closed (or never issued) handle returns
  * -EBADF. `full`: also the calls that would do harm on a live connection
