@@ -251,22 +251,39 @@ NP_API ssize_t np_write_to(np_conn c, const void *buf, size_t len, const np_addr
  *
  * np_wait_fd waits (a task parks; a plain thread blocks) until fd is
  * readable and/or writable and returns the mask of what is ready (> 0), as
- * poll(2) would report it (an error or hang-up counts as ready for what was
- * asked: the next syscall says what happened). -ETIMEDOUT at the deadline,
- * -EBADF if fd is not open, -EINVAL for events 0 or unknown bits, -ESRCH
- * with no runtime. fd stays the caller's: its flags are left alone and it
- * is never closed. A descriptor the poller cannot watch (a regular file, a
- * directory, a block device) is reported ready at once. Any number of
- * tasks and threads may wait on one fd at a time.
+ * poll(2) on fd reports it when the wait ends (an error or hang-up counts
+ * as ready for what was asked: the next syscall says what happened).
+ * -ETIMEDOUT at the deadline, -EBADF if fd is not open, -EINVAL for events
+ * 0 or unknown bits, -ESRCH with no runtime (also for a plain thread still
+ * waiting when np_run ends). fd stays the caller's: its flags are left
+ * alone and it is never closed. A descriptor the poller cannot watch (a
+ * regular file, a directory, a block device) is reported ready at once.
+ * Any number of tasks and threads may wait on one fd at a time, each for
+ * its own events.
  *
- * Closing fd while a wait is on it: the wait watches the open file through
- * a duplicate of its own, so the close alone does not wake it; the wait
- * notices within about a second (at most 1 s, checked at intervals growing
- * from 10 ms) that fd no longer names that file — closed, or reused for
- * another — and returns -EBADF. It never reports another file's readiness
- * and never hangs forever. (Closing the file's last descriptor elsewhere
- * also leaves it open until the wait ends.) This is how a task drives
- * another library's socket (c-ares, libpq, OpenSSL). */
+ * The poller watches a duplicate of fd, never fd itself. The first wait on
+ * a descriptor number makes it, and the waits after it reuse it: one extra
+ * descriptor per number waited on (two for a moment when it is reused
+ * during a wait). A wait that finds the number closed, or naming another
+ * file than the duplicate's, drops that duplicate at once (and, the number
+ * reused, waits on the new file).
+ * Otherwise the duplicate is closed 50 to 100 ms after the last wait on
+ * the number ended (by a timer: a little later when the workers are busy;
+ * sooner only if the process runs out of descriptors), and at the end of
+ * np_run, which leaves none open. Until then it keeps the file open: after
+ * the caller closes fd's last descriptor, the file stays open up to 100 ms
+ * after the last wait on it — a socket's peer sees end of stream, a pipe's
+ * other end EOF or EPIPE, that much later.
+ *
+ * Closing fd while a wait is on it: the duplicate keeps the file open, so
+ * the close alone does not wake the wait; it notices within about a second
+ * (the numbers being waited on are checked 10 ms after a wait parks, then
+ * at intervals doubling to 1 s while waits go on) that fd no longer names
+ * that file — closed, or reused for another — and returns -EBADF; or, the
+ * number reused and the new file found ready first, that readiness. It
+ * never reports readiness of a file fd no longer names, and never hangs
+ * forever. This is how a task drives another library's socket (c-ares,
+ * libpq, OpenSSL). */
 enum { NP_READABLE = 1, NP_WRITABLE = 2 };
 NP_API int np_wait_fd(int fd, int events, int64_t deadline);
 

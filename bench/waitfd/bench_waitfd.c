@@ -8,14 +8,16 @@
  * until ping is readable, reads the byte and writes it into pong.
  *
  *   waitfd  A and B are tasks; each wait is np_wait_fd(fd, NP_READABLE, 0):
- *           what a task driving another library's descriptor does. Each
- *           call duplicates fd, registers the duplicate with the poller,
- *           parks, and removes the registration and closes the duplicate
- *           when it returns (src/net/foreign.c). Run with -w 1 or -w 2.
+ *           what a task driving another library's descriptor does. The
+ *           first wait on a descriptor duplicates it and registers the
+ *           duplicate, kept for the waits after it; each wait then checks
+ *           the level (poll) and that fd still names the same file (fstat)
+ *           before parking, and the level again when woken
+ *           (src/net/foreign_wait.c). Run with -w 1 or -w 2.
  *   conn    the same tasks on descriptors adopted once with
  *           np_conn_from_fd, waiting inside np_read: one registration for
- *           the whole run. Not a baseline, the yardstick for how much of
- *           np_wait_fd's cost is its per-wait registration.
+ *           the whole run. Not a baseline, the yardstick for what the
+ *           checks a foreign descriptor needs cost.
  *   epoll   A and B are plain threads, each with an epoll set of its own
  *           holding its pipe's read end (registered once, level-triggered),
  *           each blocking in epoll_wait(2) and then reading: the raw form.
@@ -24,11 +26,14 @@
  *
  *   cycle   no ping-pong: the system calls np_wait_fd makes per wait beyond
  *           the wait itself, timed alone in tight loops on an idle pipe, to
- *           say where its extra time goes: fcntl(F_DUPFD_CLOEXEC) + close,
- *           fstat, epoll_ctl ADD + DEL (with the flags netpoll registers,
- *           EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET), and the whole
- *           sequence as np_wait_fd issues it (dup, fstat, ADD, fstat of
- *           the caller's fd, DEL, close). Prints ns per step (n each).
+ *           say where its extra time goes: poll(fd, 0), fstat, kcmp
+ *           (KCMP_FILE, the exact check, used for what fstat cannot tell
+ *           apart), the per-wait sequence of a blocking wait (poll, fstat,
+ *           and poll again once woken), and what making an entry and
+ *           dropping it costs (dup, fstat, epoll_ctl ADD with the flags
+ *           netpoll registers, EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET,
+ *           DEL, close), paid once per descriptor number waited on and
+ *           again after each idle linger. Prints ns per step (n each).
  *
  * The run warms up with n / 10 round trips, then times n; every byte is
  * checked (it counts up, so a lost or doubled wake-up shows).
@@ -52,11 +57,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef __linux__
+#include <linux/kcmp.h>
+#endif
 
 #include "netpoll.h"
 
@@ -315,39 +326,50 @@ static void cycle_main(long n)
         fail("epoll_create1", errno);
     struct stat st;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET};
-    double dup_close = 0, fst = 0, add_del = 0, all = 0;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    pid_t pid = getpid();
+    double tpoll = 0, fst = 0, cmp = -1, seq = 0, reg = 0;
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         long m = pass ? n : n / 10 + 1;
         int64_t t = now_ns();
         for (long i = 0; i < m; i++)
-            close(fcntl(fd, F_DUPFD_CLOEXEC, 0));
-        dup_close = per_op(t, m);
+            poll(&pf, 1, 0);
+        tpoll = per_op(t, m);
         t = now_ns();
         for (long i = 0; i < m; i++)
             fstat(fd, &st);
         fst = per_op(t, m);
-        int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        t = now_ns();
-        for (long i = 0; i < m; i++) {
-            if (epoll_ctl(ep, EPOLL_CTL_ADD, d, &ev) < 0 || epoll_ctl(ep, EPOLL_CTL_DEL, d, NULL) < 0)
-                fail("epoll_ctl", errno);
+#ifdef SYS_kcmp
+        if (syscall(SYS_kcmp, pid, pid, KCMP_FILE, fd, d) == 0) {
+            t = now_ns();
+            for (long i = 0; i < m; i++)
+                syscall(SYS_kcmp, pid, pid, KCMP_FILE, fd, d);
+            cmp = per_op(t, m);
         }
-        add_del = per_op(t, m);
-        close(d);
+#endif
         t = now_ns();
         for (long i = 0; i < m; i++) {
-            d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-            fstat(d, &st);
-            epoll_ctl(ep, EPOLL_CTL_ADD, d, &ev);
+            poll(&pf, 1, 0);
             fstat(fd, &st);
-            epoll_ctl(ep, EPOLL_CTL_DEL, d, NULL);
-            close(d);
+            poll(&pf, 1, 0);
         }
-        all = per_op(t, m);
+        seq = per_op(t, m);
+        t = now_ns();
+        for (long i = 0; i < m; i++) {
+            int e = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+            fstat(e, &st);
+            if (epoll_ctl(ep, EPOLL_CTL_ADD, e, &ev) < 0 || epoll_ctl(ep, EPOLL_CTL_DEL, e, NULL) < 0)
+                fail("epoll_ctl", errno);
+            close(e);
+        }
+        reg = per_op(t, m);
     }
+    (void)pid;
+    close(d);
     close(ep);
-    printf("waitfd cycle impl=syscalls n=%ld dup_close_ns=%.1f fstat_ns=%.1f add_del_ns=%.1f cycle_ns=%.1f check=ok\n",
-           n, dup_close, fst, add_del, all);
+    printf("waitfd cycle impl=syscalls n=%ld poll_ns=%.1f fstat_ns=%.1f kcmp_ns=%.1f cycle_ns=%.1f "
+           "entry_ns=%.1f check=ok\n", n, tpoll, fst, cmp, seq, reg);
 }
 
 int main(int argc, char **argv)

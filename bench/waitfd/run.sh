@@ -7,8 +7,9 @@
 #           baseline)
 #   waitfd  two tasks, each waiting with np_wait_fd (workers = placement)
 #   conn    the same two tasks on pipes adopted once with np_conn_from_fd,
-#           waiting inside np_read: shown for what a registration kept for
-#           the whole run would save (no target)
+#           waiting inside np_read: a registration kept for the whole run
+#           and no checks on a foreign descriptor, shown as the yardstick
+#           (no target)
 # Figure: ns per round trip (two waits, two wake-ups).
 #
 # Two placements, each its own rows and target:
@@ -188,10 +189,11 @@ if [ "$PROFILE" != 0 ]; then
     if [ -s "$tmp/cycle" ]; then
         awk '
             { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
-            !best || v["cycle_ns"] + 0 < best { best = v["cycle_ns"] + 0; d = v["dup_close_ns"]; f = v["fstat_ns"]; a = v["add_del_ns"] }
+            !best || v["cycle_ns"] + 0 < best { best = v["cycle_ns"] + 0; p = v["poll_ns"]; f = v["fstat_ns"]; k = v["kcmp_ns"]; e = v["entry_ns"] }
             END { if (!best) exit
-                printf "\nThe system calls np_wait_fd adds to each wait, timed alone on an idle pipe (bench_waitfd cycle, least disturbed of 3, 1 CPU): "
-                printf "fcntl(F_DUPFD_CLOEXEC) + close %.0f ns, fstat %.0f ns (two per wait), epoll_ctl ADD + DEL %.0f ns; the whole sequence %.0f ns per wait, %.0f ns per round trip (two waits).\n", d, f, a, best, 2 * best }' "$tmp/cycle" >>"$tmp/profile"
+                printf "\nThe system calls np_wait_fd adds to a wait that blocks, timed alone on an idle pipe (bench_waitfd cycle, least disturbed of 3, 1 CPU): "
+                printf "poll(fd, 0) %.0f ns (twice: before parking and once woken), fstat %.0f ns (fd still names the same file; kcmp, used where fstat cannot tell, %s); the sequence %.0f ns per wait, %.0f ns per round trip (two waits). ", p, f, (k + 0 < 0 ? "unavailable" : sprintf("%.0f ns", k)), best, 2 * best
+                printf "Making a cache entry and dropping it (dup, fstat, epoll_ctl ADD and DEL, close), paid once per descriptor number and again after each idle linger: %.0f ns.\n", e }' "$tmp/cycle" >>"$tmp/profile"
     fi
 fi
 
@@ -200,9 +202,10 @@ fi
     echo
     echo "bench/waitfd/bench_waitfd.c: two pipes, one byte each way per round trip. Baseline: two threads, each \
 blocking in epoll_wait on its own pipe (registered once). np_wait_fd: two tasks, each waiting with \
-np_wait_fd(fd, NP_READABLE) and then reading; every wait duplicates the descriptor, registers the duplicate and \
-removes it again (src/net/foreign.c). np_conn_from_fd + np_read: the same tasks on pipes adopted once, for what a \
-registration kept across waits would save. 1 CPU: the process pinned to CPU $SERVER_CPU, netpoll with 1 worker; \
+np_wait_fd(fd, NP_READABLE) and then reading; the first wait on a descriptor duplicates it and registers the \
+duplicate, kept for the waits after it, and every wait checks the level (poll) and the file (fstat) before parking \
+and the level again when woken (src/net/foreign_wait.c). np_conn_from_fd + np_read: the same tasks on pipes adopted \
+once, the yardstick (no checks on a foreign descriptor). 1 CPU: the process pinned to CPU $SERVER_CPU, netpoll with 1 worker; \
 2 CPUs: pinned to CPUs $SERVER_CPU and $LOAD_CPU, netpoll with 2 workers. Each figure the median of $REPEAT runs \
 (fresh process each, the modes taking turns), after a warm-up of a tenth of the run. \"CPU ns\": the process's \
 CPU time (all threads) per round trip; interference as in the offload table. $(run_context)"

@@ -427,11 +427,17 @@ bool np__runtime_running(void)
     return atomic_load(&S.ntasks) > 0;
 }
 
-static void (*_Atomic stop_hook)(void);
+#define MAX_STOP_HOOKS 4
+static void (*_Atomic stop_hooks[MAX_STOP_HOOKS])(void);
 
 void np__sched_on_stop(void (*fn)(void))
 {
-    atomic_store(&stop_hook, fn);
+    for (int i = 0; i < MAX_STOP_HOOKS; i++) {
+        void (*cur)(void) = NULL;
+        if (atomic_compare_exchange_strong(&stop_hooks[i], &cur, fn) || cur == fn)
+            return;
+    }
+    NP__PANIC("more than %d stop hooks", MAX_STOP_HOOKS);
 }
 
 /* ---- task waiters ---------------------------------------------------------- */
@@ -1368,9 +1374,11 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     atomic_store(&np__thread_park_hook, NULL);
     while (atomic_load(&S.foreign))
         sched_yield();
-    void (*hook)(void) = atomic_load(&stop_hook);
-    if (hook)
-        hook(); /* handles left open: closed while the poller exists */
+    for (int i = 0; i < MAX_STOP_HOOKS; i++) {
+        void (*hook)(void) = atomic_load(&stop_hooks[i]);
+        if (hook)
+            hook(); /* what the net layer left open: closed while the poller exists */
+    }
     np__offload_stop();
     remove_segv_handler();
     for (int i = 0; i < nworkers; i++) {

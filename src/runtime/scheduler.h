@@ -27,7 +27,9 @@ bool np__runtime_running(void);
 
 /* fn runs at the end of every np_run, once every task has finished and no
  * plain thread is inside np__runtime_enter, before the poller is torn down:
- * the net layer closes the handles still open. One hook; set once. */
+ * the net layer closes the handles still open (fd.c) and np_wait_fd's
+ * duplicates (foreign_cache.c). Up to 4 hooks, run in the order they were
+ * first set; setting one again changes nothing. */
 void np__sched_on_stop(void (*fn)(void));
 
 /* Test hook: the current task's next np_yield moves it to worker `id` (it

@@ -1,8 +1,9 @@
 /* np_wait_fd against include/netpoll.h ("Foreign descriptors"): the ready
  * mask on pipes, socketpairs and eventfds, regular files ready at once, bad
  * descriptors and masks, deadlines never early, plain threads, many waiters
- * on one fd, flags and ownership left alone (no descriptor leaked), and
- * netpoll's own descriptors. Closing or reusing the number during a wait,
+ * on one fd (with different masks), flags and ownership left alone (the
+ * duplicates kept between waits closed after the linger), and netpoll's
+ * own descriptors. Closing or reusing the number during a wait,
  * errors as readiness, waits in number and a plain thread waiting when
  * np_run ends are in test_wait_fd_close.c. */
 #include <fcntl.h>
@@ -328,6 +329,92 @@ static void t_wait_fd_many_waiters_all_woken(void)
     b_run(body_many);
 }
 
+/* ---- one fd, waits with different masks: each gets what it asked for ------------------ */
+
+static int mm_sp[2];
+static _Atomic int mm_started, mm_r = 0, mm_w = 0, mm_rw = 0;
+#define MM_WAITING 0x100
+
+static void mm_wait(_Atomic int *out, int events)
+{
+    atomic_store(out, MM_WAITING);
+    atomic_fetch_add(&mm_started, 1);
+    atomic_store(out, np_wait_fd(mm_sp[0], events, np_now() + 10 * NP_SECOND));
+}
+
+static void mm_task_r(void *arg)
+{
+    (void)arg;
+    mm_wait(&mm_r, NP_READABLE);
+}
+
+static void mm_task_w(void *arg)
+{
+    (void)arg;
+    mm_wait(&mm_w, NP_WRITABLE);
+}
+
+static void *mm_thread_rw(void *arg)
+{
+    (void)arg;
+    mm_wait(&mm_rw, NP_READABLE | NP_WRITABLE);
+    return NULL;
+}
+
+/* Waits until *v is no longer MM_WAITING (at most 5 s). */
+static int mm_result(_Atomic int *v)
+{
+    int64_t end = np_now() + 5 * NP_SECOND;
+    while (atomic_load(v) == MM_WAITING && np_now() < end)
+        np_sleep(NP_MILLISECOND);
+    return atomic_load(v);
+}
+
+static void body_masks(void)
+{
+    NP_CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mm_sp));
+    NP_CHECK_SYS(fcntl(mm_sp[0], F_SETFL, O_NONBLOCK));
+    NP_CHECK_SYS(fcntl(mm_sp[1], F_SETFL, O_NONBLOCK));
+    char buf[4096];
+    memset(buf, 'f', sizeof buf);
+    for (int round = 0; round < 10; round++) {
+        while (write(mm_sp[0], buf, sizeof buf) > 0) { /* full: not writable */
+        }
+        atomic_store(&mm_started, 0);
+        pthread_t th;
+        NP_CHECK_OK(np_go(mm_task_r, NULL));
+        NP_CHECK_OK(np_go(mm_task_w, NULL));
+        NP_CHECK_OK(pthread_create(&th, NULL, mm_thread_rw, NULL));
+        int64_t end = np_now() + 5 * NP_SECOND;
+        while (atomic_load(&mm_started) < 3 && np_now() < end)
+            np_sleep(NP_MILLISECOND);
+        np_sleep(20 * NP_MILLISECOND); /* parked, or about to: both must work */
+        NP_CHECK_EQ(atomic_load(&mm_r), MM_WAITING);
+        NP_CHECK_EQ(atomic_load(&mm_w), MM_WAITING);
+        NP_CHECK_EQ(atomic_load(&mm_rw), MM_WAITING);
+        /* Readable: the two that asked for it, and only they. */
+        NP_CHECK_EQ(write(mm_sp[1], "r", 1), 1);
+        NP_CHECK_EQ(mm_result(&mm_r), NP_READABLE);
+        NP_CHECK_EQ(mm_result(&mm_rw), NP_READABLE);
+        np_sleep(20 * NP_MILLISECOND);
+        NP_CHECK_MSG(atomic_load(&mm_w) == MM_WAITING, "round %d: the writability wait ended with %d "
+                     "while the socket was still full", round, atomic_load(&mm_w));
+        /* Writable once the peer drains it. */
+        while (read(mm_sp[1], buf, sizeof buf) > 0) {
+        }
+        NP_CHECK_EQ(mm_result(&mm_w), NP_WRITABLE);
+        NP_CHECK_OK(np_offload(b_join_thread, &th));
+        NP_CHECK_EQ(read(mm_sp[0], buf, 1), 1); /* the "r": not readable any more */
+    }
+    close(mm_sp[0]);
+    close(mm_sp[1]);
+}
+
+static void t_wait_fd_masks_of_tasks_and_thread_on_one_fd(void)
+{
+    b_run(body_masks);
+}
+
 /* ---- the fd stays the caller's: flags, close-on-exec, never closed, no leak ------------ */
 
 static int flags_fd;
@@ -375,19 +462,41 @@ static void t_wait_fd_flags_untouched_never_closed(void)
     b_run(body_flags);
 }
 
+/* The duplicates np_wait_fd keeps between waits (the header: one per
+ * number waited on, closed 50 to 100 ms after the last wait on it): the
+ * count stays put however many waits, and falls back once they are idle. */
+static int fds_settle(int want, int ms)
+{
+    int64_t end = np_now() + (int64_t)ms * NP_MILLISECOND;
+    int n;
+    while ((n = b_open_fds()) != want && np_now() < end)
+        np_sleep(2 * NP_MILLISECOND);
+    return n;
+}
+
 static void body_no_leak(void)
 {
     int p[2];
     make_pipe(p);
-    for (int i = 0; i < 3; i++) /* warm up whatever is made once */
-        timed_out(p[0], NP_READABLE, NP_MILLISECOND);
     int before = b_open_fds();
+    for (int i = 0; i < 3; i++) { /* warm up whatever is made once */
+        timed_out(p[0], NP_READABLE, NP_MILLISECOND);
+        NP_CHECK_EQ(np_wait_fd(p[1], NP_WRITABLE, 0), NP_WRITABLE);
+    }
+    int cached = b_open_fds();
+    NP_CHECK_MSG(cached <= before + 2, "%d descriptors for 2 numbers waited on", cached - before);
     for (int i = 0; i < 200; i++) {
         timed_out(p[0], NP_READABLE, 1); /* the timeout path */
         NP_CHECK_EQ(np_wait_fd(p[1], NP_WRITABLE, 0), NP_WRITABLE); /* the ready path */
         NP_CHECK_EQ(np_wait_fd(p[0], 0, 0), -EINVAL);
     }
-    NP_CHECK_EQ(b_open_fds(), before);
+    NP_CHECK_EQ(b_open_fds(), cached);
+    /* Idle: closed after the linger (a timer: late under load, never early). */
+    int64_t t0 = np_now();
+    int n = fds_settle(before, 2000);
+    NP_CHECK_MSG(n == before, "%d descriptors still open 2 s after the last wait (%d before any)", n,
+                 before);
+    NP_CHECK_GE(np_now() - t0, 45 * NP_MILLISECOND); /* 50 ms at least */
     close(p[0]);
     close(p[1]);
 }
@@ -464,6 +573,7 @@ NP_TEST_LIST(
     NP_CASE(t_wait_fd_deadline_never_early),
     NP_CASE(t_wait_fd_plain_thread),
     NP_CASE(t_wait_fd_many_waiters_all_woken),
+    NP_CASE(t_wait_fd_masks_of_tasks_and_thread_on_one_fd),
     NP_CASE(t_wait_fd_flags_untouched_never_closed),
     NP_CASE(t_wait_fd_leaks_no_descriptor),
     NP_CASE(t_wait_fd_on_np_conn_fd))

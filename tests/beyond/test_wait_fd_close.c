@@ -2,13 +2,18 @@
  * part: the caller closing its fd during the wait (-EBADF within about a
  * second, never a hang), the number reused for another file (-EBADF, never
  * another file's readiness), errors counting as ready, many fds at once,
- * and a plain thread still waiting when np_run ends. */
+ * and a plain thread still waiting when np_run ends. And the duplicates
+ * kept between waits: a number closed and reused between two waits (the
+ * new file is waited on, never the old one's readiness reported), a wait
+ * on a number its owner closed (-EBADF), the owner's close reaching the
+ * peer within the linger, and no descriptor left once np_run returns. */
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 
-#include <stdlib.h>
 #include "beyond.h"
 
 static void make_pipe(int p[2])
@@ -205,6 +210,209 @@ static void t_wait_fd_200_fds_200_tasks(void)
     b_run(body_200);
 }
 
+/* ---- the number closed and reused between two waits ------------------------------------- */
+
+#define LINGER_MS 100 /* include/netpoll.h */
+
+enum { K_PIPE, K_EVENTFD };
+
+/* A readable-or-not file of kind k: r is waited on, w makes it readable. */
+static void make_file(int k, int *r, int *w)
+{
+    if (k == K_PIPE) {
+        int p[2];
+        make_pipe(p);
+        *r = p[0];
+        *w = p[1];
+    } else { /* every eventfd shares one inode: only the open file tells them apart */
+        *r = NP_CHECK_SYS(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        *w = NP_CHECK_SYS(fcntl(*r, F_DUPFD_CLOEXEC, 0));
+    }
+}
+
+static void make_ready(int k, int w)
+{
+    uint64_t one = 1;
+    if (k == K_PIPE)
+        NP_CHECK_EQ(write(w, "x", 1), 1);
+    else
+        NP_CHECK_EQ(write(w, &one, 8), 8);
+}
+
+static int reuse_num;
+static _Atomic int reuse_rc = WAITING;
+static _Atomic int64_t reuse_at;
+
+static void reuse_waiter(void *arg)
+{
+    (void)arg;
+    atomic_store(&reuse_rc, np_wait_fd(reuse_num, NP_READABLE, np_now() + 5 * NP_SECOND));
+    atomic_store(&reuse_at, np_now());
+}
+
+static void reuse_between_waits(int k)
+{
+    int old_r, old_w, new_r, new_w;
+    make_file(k, &old_r, &old_w);
+    reuse_num = old_r;
+    /* A wait that leaves the number's duplicate cached. */
+    NP_CHECK_EQ(np_wait_fd(reuse_num, NP_READABLE, np_now() + 10 * NP_MILLISECOND), -ETIMEDOUT);
+    /* The owner closes it and the number comes back for another file; the
+     * old file, still open in the cache, becomes readable. */
+    make_file(k, &new_r, &new_w);
+    NP_CHECK_SYS(close(old_r));
+    NP_CHECK_SYS(dup2(new_r, reuse_num));
+    NP_CHECK_SYS(close(new_r));
+    make_ready(k, old_w);
+    int rc = np_wait_fd(reuse_num, NP_READABLE, np_now() + 30 * NP_MILLISECOND);
+    NP_CHECK_MSG(rc == -ETIMEDOUT, "%s: a wait on a number reused for an empty file = %d (the old "
+                 "file's readiness?)", k == K_PIPE ? "pipe" : "eventfd", rc);
+    /* A wait parked on the number must be woken by the new file. */
+    atomic_store(&reuse_rc, WAITING);
+    NP_CHECK_OK(np_go(reuse_waiter, NULL));
+    np_sleep(20 * NP_MILLISECOND);
+    NP_CHECK_EQ(atomic_load(&reuse_rc), WAITING);
+    int64_t t_ready = np_now();
+    make_ready(k, new_w);
+    while (atomic_load(&reuse_rc) == WAITING && np_now() - t_ready < 6 * NP_SECOND)
+        np_sleep(NP_MILLISECOND);
+    rc = atomic_load(&reuse_rc);
+    NP_CHECK_MSG(rc == NP_READABLE, "%s: a wait on the reused number, its new file made readable: %d",
+                 k == K_PIPE ? "pipe" : "eventfd", rc);
+    NP_CHECK_LT(atomic_load(&reuse_at) - t_ready, NP_SECOND);
+    uint64_t v = 0;
+    NP_CHECK_EQ(read(reuse_num, &v, k == K_PIPE ? 1 : 8), k == K_PIPE ? 1 : 8);
+    NP_CHECK_EQ(v, k == K_PIPE ? (uint64_t)'x' : 1u); /* the new file's */
+    close(reuse_num);
+    close(old_w);
+    close(new_w);
+}
+
+static void body_reuse_between(void)
+{
+    for (int i = 0; i < 3; i++) {
+        reuse_between_waits(K_PIPE);
+        reuse_between_waits(K_EVENTFD);
+    }
+}
+
+static void t_wait_fd_number_reused_between_waits(void)
+{
+    b_run(body_reuse_between);
+}
+
+/* ---- the owner's close: -EBADF at once, and the peer sees it ------------------------------ */
+
+/* ms until s reads end of stream (0), or -1 after limit_ms. */
+static double ms_until_eof(int s, int limit_ms)
+{
+    int64_t t0 = np_now();
+    while (np_now() - t0 < (int64_t)limit_ms * NP_MILLISECOND) {
+        char c;
+        ssize_t r = recv(s, &c, 1, MSG_DONTWAIT);
+        if (r == 0)
+            return b_ms_since(t0);
+        NP_CHECK(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        np_sleep(NP_MILLISECOND);
+    }
+    return -1;
+}
+
+static void body_closed_then_waited(void)
+{
+    for (int i = 0; i < 20; i++) {
+        int s[2];
+        NP_CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s));
+        NP_CHECK_EQ(np_wait_fd(s[0], NP_WRITABLE, 0), NP_WRITABLE); /* cached now */
+        NP_CHECK_SYS(close(s[0]));
+        int64_t t0 = np_now();
+        NP_CHECK_EQ(np_wait_fd(s[0], i % 2 ? NP_READABLE : NP_WRITABLE, np_now() + 5 * NP_SECOND),
+                    -EBADF);
+        NP_CHECK_LT(np_now() - t0, 500 * NP_MILLISECOND);
+        /* That wait found the number closed: its duplicate goes at once. */
+        double ms = ms_until_eof(s[1], 5000);
+        NP_CHECK_MSG(ms >= 0 && ms < LINGER_MS / 2, "the peer saw the close %.1f ms after a wait "
+                     "found it (-1: not in 5 s)", ms);
+        close(s[1]);
+    }
+}
+
+static void t_wait_fd_on_closed_cached_number_ebadf(void)
+{
+    b_run(body_closed_then_waited);
+}
+
+static void body_close_reaches_peer(void)
+{
+    for (int i = 0; i < 5; i++) {
+        int s[2];
+        NP_CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s));
+        NP_CHECK_EQ(np_wait_fd(s[0], NP_WRITABLE, 0), NP_WRITABLE);
+        int64_t t_last = np_now(); /* the last wait on s[0] ended */
+        NP_CHECK_SYS(close(s[0]));
+        double ms = ms_until_eof(s[1], 5000);
+        double since_wait = ms < 0 ? -1 : b_ms_since(t_last);
+        /* A timer closes the duplicate: never early, a little late under
+         * load (the bound leaves room for that, not for a second linger). */
+        NP_CHECK_MSG(ms >= 0 && since_wait < LINGER_MS + (b_sanitized() ? 400 : 150),
+                     "the peer saw its peer's close %.1f ms after the last wait (linger: %d ms; -1: "
+                     "not in 5 s)", since_wait, LINGER_MS);
+        close(s[1]);
+    }
+}
+
+static void t_wait_fd_close_reaches_peer_within_linger(void)
+{
+    b_run(body_close_reaches_peer);
+}
+
+/* ---- no descriptor left once np_run returns -------------------------------------------------- */
+
+static int left_pipe[2];
+static void *left_thread(void *arg)
+{
+    (void)arg;
+    NP_CHECK_EQ(np_wait_fd(left_pipe[1], NP_WRITABLE, np_now() + 5 * NP_SECOND), NP_WRITABLE);
+    NP_CHECK_EQ(np_wait_fd(left_pipe[0], NP_READABLE, np_now() + NP_MILLISECOND), -ETIMEDOUT);
+    return NULL;
+}
+
+static void body_left(void)
+{
+    int s[2], e;
+    make_pipe(left_pipe);
+    NP_CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s));
+    e = NP_CHECK_SYS(eventfd(0, EFD_CLOEXEC));
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/np_beyond_left_%d", (int)getpid());
+    int f = NP_CHECK_SYS(open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    unlink(path);
+    NP_CHECK_EQ(np_wait_fd(s[0], NP_WRITABLE, 0), NP_WRITABLE);
+    NP_CHECK_EQ(np_wait_fd(e, NP_READABLE, np_now() + NP_MILLISECOND), -ETIMEDOUT);
+    NP_CHECK_EQ(np_wait_fd(f, NP_READABLE, 0), NP_READABLE);
+    pthread_t th;
+    NP_CHECK_OK(pthread_create(&th, NULL, left_thread, NULL));
+    NP_CHECK_OK(np_offload(b_join_thread, &th));
+    /* The caller's own descriptors go; np_wait_fd's may still be cached. */
+    close(s[0]);
+    close(s[1]);
+    close(e);
+    close(f);
+    close(left_pipe[0]);
+    close(left_pipe[1]);
+}
+
+static void t_wait_fd_no_descriptor_left_after_np_run(void)
+{
+    int before = b_open_fds();
+    for (int run = 0; run < 3; run++) {
+        b_run(body_left);
+        int after = b_open_fds();
+        NP_CHECK_MSG(after == before, "run %d: %d descriptors open before np_run, %d after it "
+                     "returned", run, before, after);
+    }
+}
+
 /* ---- a plain thread still waiting when np_run ends ------------------------------------------ */
 
 static int end_pipe[2];
@@ -233,12 +441,9 @@ static void body_end(void)
  * by its deadline or soon after, and touch nothing np_run has freed. */
 static void t_wait_fd_plain_thread_waiting_when_run_ends(void)
 {
-    /* Known defect, open: a plain thread still blocked when np_run returns
-     * loses its deadline (the workers that ran its timer are gone) and, on
-     * the poll backend, its np_wait_fd registration trips the poller's
-     * teardown check. Set NP_TEST_KNOWN=1 to run it. */
-    if (!getenv("NP_TEST_KNOWN"))
-        NP_SKIP("known defect: a plain thread blocked across the end of np_run");
+    /* Was a known defect (skipped): the wait's registration outlived the
+     * poller. np_run's end now closes np_wait_fd's registrations and ends
+     * a plain thread's wait with -ESRCH. */
     int64_t t0 = np_now();
     b_run(body_end);
     NP_CHECK_EQ(write(end_pipe[1], "l", 1), 1); /* late readiness, after the run */
@@ -264,4 +469,8 @@ NP_TEST_LIST(
     NP_CASE(t_wait_fd_reused_number_ebadf_not_old_files_readiness),
     NP_CASE(t_wait_fd_error_and_listener_ready),
     NP_CASE(t_wait_fd_200_fds_200_tasks),
+    NP_CASE(t_wait_fd_number_reused_between_waits),
+    NP_CASE(t_wait_fd_on_closed_cached_number_ebadf),
+    NP_CASE(t_wait_fd_close_reaches_peer_within_linger),
+    NP_CASE(t_wait_fd_no_descriptor_left_after_np_run),
     NP_CASE(t_wait_fd_plain_thread_waiting_when_run_ends))
