@@ -49,6 +49,7 @@ static struct {
 } T = { .armed_at = INT64_MAX, .sweep_at = INT64_MAX };
 
 static _Atomic bool no_kcmp; /* kcmp said ENOSYS or EPERM once: fstat */
+#define DUP_MIN 3             /* our duplicates stay off the standard streams */
 
 /* ---- waits on an entry ---------------------------------------------------------- */
 
@@ -357,10 +358,12 @@ static int ent_make(int fd, ent **out)
     pthread_once(&once, init_once);
     if (!T.timer_ok)
         return -ENOMEM; /* no housekeeping: a parked wait could hang */
-    int d = NP__SYS(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    /* Never 0, 1 or 2: a program that closed its stdin or stdout expects
+     * its next open() there, not our duplicate of a socket. */
+    int d = NP__SYS(fcntl(fd, F_DUPFD_CLOEXEC, DUP_MIN));
     if (d == -EMFILE || d == -ENFILE) {
         reap_idle(); /* our idle duplicates may be what fills the table */
-        d = NP__SYS(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+        d = NP__SYS(fcntl(fd, F_DUPFD_CLOEXEC, DUP_MIN));
     }
     if (d < 0)
         return d;
@@ -469,7 +472,12 @@ static bool same_open_file(int fd, ent *e)
 {
 #if defined(__linux__) && defined(SYS_kcmp)
     if (!atomic_load_explicit(&no_kcmp, memory_order_relaxed)) {
-        long r = NP__SYS(syscall(SYS_kcmp, e->pid, e->pid, KCMP_FILE, fd, e->dup));
+        /* The calling thread's id, not getpid(): once the main thread has
+         * called pthread_exit, the process's leader is a zombie without a
+         * file table and kcmp on it fails; after a fork, getpid() at
+         * creation would name the parent. All threads share the table. */
+        pid_t self = (pid_t)syscall(SYS_gettid);
+        long r = NP__SYS(syscall(SYS_kcmp, self, self, KCMP_FILE, fd, e->dup));
         if (r >= 0 || r == -EBADF)
             return r == 0;
         if (r != -ENOSYS && r != -EPERM)
