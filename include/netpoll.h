@@ -255,7 +255,8 @@ NP_API ssize_t np_write_to(np_conn c, const void *buf, size_t len, const np_addr
  * as ready for what was asked: the next syscall says what happened).
  * -ETIMEDOUT at the deadline, -EBADF if fd is not open, -EINVAL for events
  * 0 or unknown bits, -ESRCH with no runtime (also for a plain thread still
- * waiting when np_run ends). fd stays the caller's: its flags are left
+ * waiting when np_run ends), -EMFILE or -ENOMEM when the duplicate below
+ * cannot be made. fd stays the caller's: its flags are left
  * alone and it is never closed. A descriptor the poller cannot watch (a
  * regular file, a directory, a block device) is reported ready at once.
  * Any number of tasks and threads may wait on one fd at a time, each for
@@ -444,6 +445,35 @@ NP_API int np_lookup_host(const char *host, np_addr *out, int max, int64_t deadl
  * thread's slow syscalls with EINTR only where SA_RESTART does not apply. */
 NP_API int np_signal_notify(np_chan ch, int signo);
 NP_API int np_signal_stop(np_chan ch);
+
+/* Runtime health ------------------------------------------------------------
+ *
+ * A snapshot of what the runtime is doing, from any thread (a task, a
+ * plain thread, a signal-watching thread): -ESRCH with no runtime running,
+ * -EINVAL for NULL. The fields are read one by one while the runtime
+ * runs, so they need not add up exactly. Counters count since np_run began.
+ */
+typedef struct np_stats {
+    int64_t tasks;          /* live: started and not yet returned */
+    int64_t tasks_runnable; /* queued to run (not counting the running ones) */
+    int64_t tasks_parked;   /* waiting: in I/O, sleep, coordination, offload */
+    int64_t tasks_started;  /* since np_run began, the main task included */
+    int     workers;
+    int     workers_idle;   /* asleep, or blocked in the poller */
+    int     threads;        /* the runtime's OS threads: workers and offload pool */
+    int64_t polls, steals;  /* network polls by workers; tasks stolen between them */
+    int64_t handoffs, stalls; /* always 0 for now: the hand-off of a stalled
+                             * worker's queue (issue 14) is not built yet */
+    int64_t conns_open, listeners_open; /* handles made and not yet closed
+                             * (datagram sockets and adopted fds are conns) */
+    int64_t timers_pending; /* set and not yet fired or stopped: sleeps,
+                             * deadlines, waits with deadlines */
+    int64_t stack_bytes_mapped;   /* task stacks, guard pages included */
+    int64_t stack_bytes_resident; /* an upper bound: stacks not handed back
+                             * to the OS, in full (untouched pages are not
+                             * really resident) */
+} np_stats;
+NP_API int np_stats_get(np_stats *out);
 
 /* Name of the poller backend this library was built with: "epoll",
  * "epoll_pipe" (epoll woken through a pipe instead of an eventfd) or "poll".

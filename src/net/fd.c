@@ -135,6 +135,7 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static np__fd *free_list;  /* under table_lock */
 static uint32_t nslots;    /* under table_lock */
 static _Atomic long live;  /* fds made and not yet destroyed */
+static _Atomic long open_conns, open_listeners; /* made and not yet closed (np_stats) */
 
 static np__fd *slot_at(uint32_t index)
 {
@@ -241,6 +242,8 @@ static int fd_new(int sysfd, int kind, int family, int sotype, char *unlink_path
     if (!atomic_load_explicit(&hooked, memory_order_relaxed) && !atomic_exchange(&hooked, 1))
         np__sched_on_stop(np__fd_close_all);
     atomic_fetch_add(&live, 1);
+    atomic_fetch_add_explicit(kind == NP__FD_LISTENER ? &open_listeners : &open_conns, 1,
+                              memory_order_relaxed);
     /* One reference for the caller; the state is clean (the slot was free). */
     atomic_store(&fd->state, REF);
     uint32_t g = atomic_fetch_add(&fd->gen, 1) + 1; /* odd: in use */
@@ -291,6 +294,8 @@ int np__fd_close(np__fd *fd)
         if (atomic_compare_exchange_weak(&fd->state, &old, next))
             break;
     }
+    atomic_fetch_sub_explicit(fd->kind == NP__FD_LISTENER ? &open_listeners : &open_conns, 1,
+                              memory_order_relaxed);
     /* A Unix listener's file goes now, as in Go, not with the last
      * reference: a task still blocked in accept must not keep the path
      * taken, and a late unlink would remove a newer listener's file. */
@@ -337,6 +342,12 @@ static void destroy(np__fd *fd)
     fd->sysfd = -1;
     slot_free(fd);
     atomic_fetch_sub(&live, 1);
+}
+
+void np__fd_open_counts(int64_t *conns, int64_t *listeners)
+{
+    *conns = atomic_load_explicit(&open_conns, memory_order_relaxed);
+    *listeners = atomic_load_explicit(&open_listeners, memory_order_relaxed);
 }
 
 void np__fd_close_all(void)

@@ -56,6 +56,9 @@ typedef struct np__fd {
     struct np__fd *next_free;
 } np__fd;
 
+/* Handles made and not yet closed, by kind (np_stats). */
+void np__fd_open_counts(int64_t *conns, int64_t *listeners);
+
 /* For a close that found the handle id already closed (-EBADF): returns
  * once the first closer has removed a Unix listener's file. As Go's second
  * Close waits on the first one's unlink, -EBADF from a close means the

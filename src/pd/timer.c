@@ -15,6 +15,8 @@ typedef struct shard {
     uint32_t len;              /* entries in heap */
     uint32_t cap;              /* room in heap */
     uint32_t bound;            /* timers bound to this shard (<= cap) */
+    _Atomic int64_t pending;   /* set and not yet fired or stopped (written
+                                * under lock; read by np__timers_pending) */
 } __attribute__((aligned(64))) shard;
 
 static shard *shards;
@@ -59,6 +61,13 @@ void np__timers_set_kick(void (*kick)(int64_t when))
 }
 
 /* ---- heap, under the shard lock ------------------------------------------ */
+
+/* Under s->lock: a timer armed (+1) or disarmed (-1). */
+static inline void count_pending(shard *s, int64_t d)
+{
+    atomic_store_explicit(&s->pending, atomic_load_explicit(&s->pending, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
 
 static inline void place(shard *s, uint32_t i, np__timer *t)
 {
@@ -177,6 +186,8 @@ void np__timer_set(np__timer *t, int64_t when, np__timer_fn fn, void *arg, uintp
     shard *s = &shards[t->shard];
     bool earliest = false;
     pthread_mutex_lock(&s->lock);
+    if (t->when == 0)
+        count_pending(s, 1);
     t->fn = fn;
     t->arg = arg;
     t->seq = seq;
@@ -208,6 +219,8 @@ bool np__timer_stop(np__timer *t)
     shard *s = &shards[t->shard];
     pthread_mutex_lock(&s->lock);
     bool pending = t->when != 0;
+    if (pending)
+        count_pending(s, -1);
     t->when = 0;
     /* Leave it in the heap unless it is on top, where it would cost the
      * poller a pointless wake-up. */
@@ -241,6 +254,7 @@ static int64_t run_shard(shard *s, int64_t now, int *fired)
         void *arg = t->arg;
         uintptr_t seq = t->seq;
         t->when = 0;
+        count_pending(s, -1);
         publish_next(s);
         pthread_mutex_unlock(&s->lock);
         fn(arg, seq); /* no lock held: it may take the descriptor's */
@@ -275,6 +289,15 @@ int64_t np__timers_run_due(int *fired)
     if (np__timers_next() == INT64_MAX)
         return INT64_MAX;
     return np__timers_run(np_now(), fired);
+}
+
+int64_t np__timers_pending(void)
+{
+    pthread_once(&once, create_shards);
+    int64_t n = 0;
+    for (uint32_t i = 0; i < nshards; i++)
+        n += atomic_load_explicit(&shards[i].pending, memory_order_relaxed);
+    return n;
 }
 
 int64_t np__timers_next(void)

@@ -73,6 +73,9 @@ int64_t np__timers_run_due(int *fired);
  * lock-free, a lower bound (never later than the real next deadline). */
 int64_t np__timers_next(void);
 
+/* Timers set and not yet fired or stopped, all shards (np_stats). */
+int64_t np__timers_pending(void);
+
 /* The hook run after a set moves a shard's earliest time earlier. */
 void np__timers_set_kick(void (*kick)(int64_t when));
 

@@ -140,6 +140,7 @@ static struct {
     int64_t stack_budget;       /* at most this many at once */
 
     _Atomic unsigned long steals, polls, sleeps, mapped, unmapped;
+    _Atomic int64_t spawned;    /* tasks made since np_run began (np_stats) */
 
     /* Idle stacks (idle_stack.h). Every task struct ever made, for the sweep
      * (they are pooled, never freed while the runtime runs). */
@@ -197,6 +198,39 @@ void np__sched_get_stats(np__sched_stats *o)
     o->idle = atomic_load(&S.nidle);
     o->polling = atomic_load(&S.polling);
     o->started = (long)atomic_load(&S.started);
+}
+
+void np__sched_fill_stats(np_stats *o)
+{
+    /* The caller holds the runtime (np__runtime_enter): S.workers stays. */
+    int64_t queued = (int64_t)atomic_load(&S.gq_len) + atomic_load(&S.nstackwait);
+    for (int i = 0; i < S.nworkers; i++)
+        queued += np__runq_len(&S.workers[i].runq) + (atomic_load(&S.workers[i].runnext) != NULL);
+    int idle = atomic_load(&S.nidle), polling = atomic_load(&S.polling);
+    int64_t busy = S.nworkers - idle - polling; /* running a task, or about to */
+    o->tasks = atomic_load(&S.ntasks);
+    o->tasks_runnable = queued;
+    o->tasks_parked = o->tasks - queued - (busy > 0 ? busy : 0);
+    if (o->tasks_parked < 0)
+        o->tasks_parked = 0; /* counted at different moments */
+    o->tasks_started = atomic_load_explicit(&S.spawned, memory_order_relaxed);
+    o->workers = S.nworkers;
+    o->workers_idle = idle + polling;
+    o->threads = S.nworkers + np__offload_threads();
+    o->polls = (int64_t)atomic_load(&S.polls);
+    o->steals = (int64_t)atomic_load(&S.steals);
+    o->handoffs = 0; /* no hand-off yet (issue 14) */
+    o->stalls = 0;
+    int64_t stacks = (int64_t)atomic_load(&S.mapped) - (int64_t)atomic_load(&S.unmapped);
+    size_t per = S.stack_size + np__page_size();
+    o->stack_bytes_mapped = stacks * (int64_t)per;
+    /* Stacks in the cold pool gave their memory back; the rest may hold
+     * it, up to their whole size (an upper bound: untouched pages are not
+     * resident, and idle stacks moved out are counted in full). */
+    pthread_mutex_lock(&S.lock);
+    int64_t warm = stacks - S.ncold;
+    pthread_mutex_unlock(&S.lock);
+    o->stack_bytes_resident = (warm > 0 ? warm : 0) * (int64_t)S.stack_size;
 }
 
 static void futex_wait(_Atomic uint32_t *word, uint32_t val)
@@ -1354,6 +1388,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
         goto out_workers;
     }
     atomic_store(&S.ntasks, 1);
+    atomic_store(&S.spawned, 1);
     global_put(t);
     install_segv_handler();
     np__offload_start(offload_threads);
@@ -1428,6 +1463,7 @@ int np_go(void (*fn)(void *), void *arg)
         rc = -ENOMEM;
         goto out;
     }
+    atomic_fetch_add_explicit(&S.spawned, 1, memory_order_relaxed);
     if (w)
         runq_put(w, t, false);
     else

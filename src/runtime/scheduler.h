@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 
+#include "netpoll.h"
 #include "runtime/task.h"
 #include "pd/waiter.h"
 
@@ -50,5 +51,9 @@ typedef struct np__sched_stats {
     long started;               /* tasks holding a stack now */
 } np__sched_stats;
 void np__sched_get_stats(np__sched_stats *out);
+
+/* np_stats' scheduler fields (the net layer fills the rest). The caller
+ * holds the runtime: np__runtime_enter() returned true. */
+void np__sched_fill_stats(np_stats *out);
 
 #endif
