@@ -249,10 +249,20 @@ static void rebuild_snapshot(void)
 
 /* Polling thread, under lock: turn the snapshot's results into events,
  * disarming what is reported. */
+/* Where the next collect starts looking (under lock). A poll that finds
+ * more ready descriptors than the caller takes reports the first `cap` it
+ * comes to; starting from index 1 every time, a descriptor late in the set
+ * was never reported while enough earlier ones stayed ready (a reader
+ * starved for good behind 1,000 busy ping-pong connections: tests/
+ * test_fairness.c). So the scan goes round, starting after the last one
+ * reported; the rest stay ready (level-triggered) for the next round. */
+static int scan_from = 1;
+
 static int collect(np__pollev *out, int cap)
 {
     int k = 0;
-    for (int i = 1; i < nsnap && k < cap; i++) {
+    int i = scan_from >= 1 && scan_from < nsnap ? scan_from : 1;
+    for (int seen = 1; seen < nsnap && k < cap; seen++, i = i + 1 < nsnap ? i + 1 : 1) {
         short re = snap[i].revents;
         if (!re)
             continue;
@@ -283,6 +293,7 @@ static int collect(np__pollev *out, int cap)
         out[k].hup = (re & (POLLHUP | POLLERR | POLLNVAL)) != 0;
         k++;
     }
+    scan_from = i; /* after the last one looked at */
     return k;
 }
 
