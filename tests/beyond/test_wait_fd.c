@@ -469,7 +469,7 @@ static int fds_settle(int want, int ms)
 {
     int64_t end = np_now() + (int64_t)ms * NP_MILLISECOND;
     int n;
-    while ((n = b_open_fds()) != want && np_now() < end)
+    while ((n = b_open_fds()) > want && np_now() < end)
         np_sleep(2 * NP_MILLISECOND);
     return n;
 }
@@ -494,7 +494,9 @@ static void body_no_leak(void)
     /* Idle: closed after the linger (a timer: late under load, never early). */
     int64_t t0 = np_now();
     int n = fds_settle(before, 2000);
-    NP_CHECK_MSG(n == before, "%d descriptors still open 2 s after the last wait (%d before any)", n,
+    /* At most as many as before (not exactly: under TSan a descriptor open
+     * at `before` that is not ours was seen to go meanwhile). */
+    NP_CHECK_MSG(n <= before, "%d descriptors still open 2 s after the last wait (%d before any)", n,
                  before);
     NP_CHECK_GE(np_now() - t0, 45 * NP_MILLISECOND); /* 50 ms at least */
     close(p[0]);
