@@ -376,7 +376,6 @@ static int ent_make(int fd, ent **out)
     }
     e->fd = fd;
     e->dup = d;
-    e->pid = getpid();
     e->dev = st.st_dev;
     e->ino = st.st_ino;
     e->type = st.st_mode & S_IFMT;

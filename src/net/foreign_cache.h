@@ -56,7 +56,6 @@ typedef struct np__fw_ent {
     int dup;                /* ours */
     np__pd *pd;             /* dup's registration; NULL: the poller cannot
                              * watch it (a regular file): ready at once */
-    pid_t pid;              /* for kcmp */
     dev_t dev;              /* the file's identity where kcmp is missing */
     ino_t ino;
     mode_t type;

@@ -67,22 +67,6 @@ static inline np__task *np__runq_get(np__runq *q)
     }
 }
 
-/* Owner only: takes up to n tasks off the head, into out (for spilling half
- * of a full queue to the global queue). Returns how many. */
-static inline uint32_t np__runq_take(np__runq *q, np__task **out, uint32_t n)
-{
-    for (;;) {
-        uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
-        uint32_t tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
-        uint32_t k = tl - h < n ? tl - h : n;
-        for (uint32_t i = 0; i < k; i++)
-            out[i] = atomic_load_explicit(&q->slot[(h + i) % NP__RUNQ_SIZE], memory_order_relaxed);
-        if (atomic_compare_exchange_weak_explicit(&q->head, &h, h + k, memory_order_release,
-                                                  memory_order_relaxed))
-            return k;
-    }
-}
-
 /* A thief (not the owner): moves half of victim's queue into the thief's
  * own (empty) queue. Returns how many it took. */
 static inline uint32_t np__runq_steal(np__runq *victim, np__runq *mine)
