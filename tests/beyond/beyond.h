@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "netpoll.h"
@@ -75,6 +76,22 @@ static B_UNUSED int b_count_dir(const char *path)
 static B_UNUSED int b_threads(void)
 {
     return b_count_dir("/proc/self/task");
+}
+
+/* Threads of the process once those that were joined have left /proc.
+ * pthread_join returns when the exiting thread clears its tid; the kernel
+ * (or qemu-user, which clears the guest's tid before its host thread ends)
+ * may list it a little longer, and nothing signals when it goes. So ask
+ * again for up to 2 s while the count is above `want`. */
+static B_UNUSED int b_threads_settled(int want)
+{
+    int n = b_threads();
+    for (int i = 0; i < 200 && n > want; i++) {
+        struct timespec ms10 = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ms10, NULL);
+        n = b_threads();
+    }
+    return n;
 }
 
 static B_UNUSED int b_open_fds(void)
