@@ -5,7 +5,7 @@
  * The soak saw reads wait over 10 s with data in their sockets: a full run
  * queue spilled to the global queue, which a busy worker serves one task
  * per fairness tick, while the run queue's own tasks, readied again round
- * after round, were served at once (the fix: scheduler.c, local_put). That
+ * after round, were served at once (the fix: sched_internal.h, local_put). That
  * takes the soak's mix of thousands of connections, timers and yields to
  * show; these cases only guard the property, with one worker (with two,
  * the OS descheduling a worker for a few ms shows as passes too). The wait

@@ -29,7 +29,7 @@ typedef bool (*np__commit_fn)(np__waiter *self, void *arg);
 /* Park flags. STACK_FREE: for as long as the waiter is parked, nothing
  * refers into its stack (the wait's state lives in heap objects such as the
  * poll descriptor or the task struct), so a task's stack may be copied out
- * and its memory released while it waits (scheduler.c, "Idle stacks"). */
+ * and its memory released while it waits (runtime/stack_sweep.c). */
 #define NP__PARK_STACK_FREE 1u
 
 typedef struct np__waiter_ops {

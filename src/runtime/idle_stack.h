@@ -4,7 +4,7 @@
  * A parked task's stack is mostly untouched address space, but the pages it
  * did touch stay resident: one or two pages per task, more than a Go
  * goroutine's whole footprint. When enabled (np_config.idle_stack_ns), the
- * scheduler's sweep (scheduler.c) finds tasks that have been parked, in a
+ * scheduler's sweep (stack_sweep.c) finds tasks that have been parked, in a
  * wait whose state is all off the stack (NP__PARK_STACK_FREE), for at least
  * that long; it copies the live part of each such stack, from the
  * saved stack pointer to the top of the mapping, into a heap block of just

@@ -1,0 +1,333 @@
+/* Switching and finding work: the task waiter (ready/park), the switch
+ * from task to task with its deferred half (after_switch), a task's first
+ * frame, np_yield, a worker's search for work (find_runnable) and its loop.
+ *
+ * Switching. A task that parks, yields or exits picks its successor from its
+ * own worker's runnext/runq and switches to it directly; only when there is
+ * none (or every SCHED_TICK picks, for fairness) does it switch to the
+ * scheduler context, which looks further. What must happen to the task left
+ * behind (commit its park, requeue it, free its stack) cannot happen on its
+ * own stack, so it is recorded in the worker (`pending`) and done by
+ * whichever context runs next on that thread (after_switch).
+ *
+ * Finding work (find_runnable), in order: the test-hook inbox; on a fairness
+ * tick the global queue, the network and the runq before runnext; runnext and
+ * runq; the global queue; a non-blocking network poll (which also runs due
+ * timers); stealing half of another worker's queue. Then idle.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "base/np_assert.h"
+#include "pd/timer.h"
+#include "poller/poller.h"
+#include "runtime/sched_internal.h"
+
+#define SCHED_TICK 61                  /* picks between fairness checks */
+#define ALTSTACK_SIZE (64 * 1024)
+
+/* ---- task waiters ---------------------------------------------------------- */
+
+static void task_ready(np__waiter *wt)
+{
+    np__task *t = (np__task *)wt;
+    worker *w = me();
+    if (w && w->delivering) {
+        /* A poll's batch goes to the tail in the order the kernel reported
+         * it, behind what was already queued (Go's injectglist): runnext
+         * would let each arrival jump the queue and push the one before it
+         * back, and under load a few connections would be served far more
+         * often than the rest. A full runq sends the newcomer, not the
+         * runq's oldest half, to the global queue. The poller's caller
+         * wakes helpers once for the whole batch. */
+        local_put(w, t);
+        w->delivered++;
+        return;
+    }
+    if (w) {
+        runq_put(w, t, true);
+        np__wakep();
+        return;
+    }
+    foreign_enter();
+    np__global_put(t);
+    np__wakep();
+    foreign_leave();
+}
+
+static void switch_away(worker *w, np__task *cur, int action);
+
+static void task_park(np__waiter *wt, np__commit_fn commit, void *arg, unsigned flags)
+{
+    np__task *t = (np__task *)wt;
+    worker *w = me();
+    np__assert(w && w->current == t);
+    t->commit = commit;
+    t->commit_arg = arg;
+    t->park_flags = flags;
+    switch_away(w, t, AFTER_PARK);
+}
+
+const np__waiter_ops np__task_ops = { .ready = task_ready, .park = task_park };
+
+/* ---- switching ------------------------------------------------------------- */
+
+/* The deferred half of a switch: runs in the context that got control. */
+static void after_switch(worker *w)
+{
+    int what = w->pending;
+    np__task *t = w->pending_task;
+    w->pending = AFTER_NONE;
+    w->pending_task = NULL;
+    switch (what) {
+    case AFTER_NONE:
+        break;
+    case AFTER_PARK:
+        if (np__sched.idle_stack_ns > 0 && (t->park_flags & NP__PARK_STACK_FREE)) {
+            np__idle_stack_parked(t);
+            np__sweep_wanted_again();
+        }
+        if (!t->commit(&t->waiter, t->commit_arg))
+            runq_put(w, t, true); /* the event came first: run again */
+        break;
+    case AFTER_YIELD:
+        runq_put(w, t, false);
+        break;
+    case AFTER_EXIT:
+        np__task_recycle(w, t);
+        np__task_done();
+        break;
+    case AFTER_MIGRATE: {
+        worker *to = &np__sched.workers[t->target_worker];
+        t->target_worker = -1;
+        pthread_mutex_lock(&np__sched.lock);
+        t->next = to->inbox;
+        to->inbox = t;
+        atomic_store(&to->has_inbox, 1);
+        bool was_idle = to->on_idle;
+        if (was_idle) {
+            np__idle_unlink_locked(to);
+            atomic_fetch_add(&np__sched.nspinning, 1); /* it wakes up spinning */
+        }
+        pthread_mutex_unlock(&np__sched.lock);
+        if (was_idle)
+            np__wake_worker(to);
+        else if (atomic_load(&np__sched.polling))
+            np__poller_wake();
+        break;
+    }
+    default:
+        NP__PANIC("bad pending action %d", what);
+    }
+}
+
+/* Warms what the next picks will touch first, while the task just picked
+ * runs: the stack of the task behind it (whose struct the pick before
+ * brought in), and the struct of the one after. With thousands of
+ * connections both are cold when their turn comes; a task's run (its
+ * socket calls) takes long enough for the loads to finish. */
+static void prefetch_next(worker *w)
+{
+    np__task *a = np__runq_peek(&w->runq, 0);
+    if (!a)
+        return;
+    np__ctx_prefetch(&a->ctx);
+    np__task *b = np__runq_peek(&w->runq, 1);
+    if (b)
+        __builtin_prefetch(b);
+}
+
+/* The next task this worker can run without looking further, or NULL (then
+ * the scheduler context looks: also every SCHED_TICK picks, for fairness). */
+static np__task *pick_local(worker *w)
+{
+    if (++w->schedtick % SCHED_TICK == 0 || atomic_load_explicit(&w->has_inbox, memory_order_relaxed))
+        return NULL;
+    /* A plain load first: the exchange is a locked instruction, and
+     * runnext is empty on most picks (yields, spawns). */
+    np__task *t = atomic_load_explicit(&w->runnext, memory_order_relaxed)
+                      ? atomic_exchange(&w->runnext, NULL)
+                      : NULL;
+    if (!t)
+        t = np__runq_get(&w->runq);
+    while (t && !ensure_stack(w, t))
+        t = np__runq_get(&w->runq);
+    if (t) {
+        np__idle_stack_resume(t);
+        prefetch_next(w);
+    }
+    return t;
+}
+
+/* Leaves the running task `cur` for the next local task or the scheduler,
+ * with `action` to be done for cur once off its stack. */
+static void switch_away(worker *w, np__task *cur, int action)
+{
+    w->pending = action;
+    w->pending_task = cur;
+    np__task *next = pick_local(w);
+    np__ctx *to;
+    const np__stackinfo *si;
+    if (next) {
+        to = &next->ctx;
+        si = &next->stack;
+    } else {
+        to = &w->sched_ctx;
+        si = &w->sched_stack;
+    }
+    w->current = next;
+    np__task_switch(&cur->ctx, to, si, false);
+    /* Resumed, maybe on another worker: look it up again. */
+    after_switch(me());
+}
+
+/* A task's first and outermost frame. It never returns, so it is not
+ * instrumented by ThreadSanitizer (see np__stack_map): what it calls returns
+ * normally and is checked as usual. */
+NP_NO_TSAN void np__task_entry(void *arg)
+{
+    np__task *t = arg;
+    np__task_started();
+    after_switch(me());
+    t->fn(t->arg);
+    worker *w = me();
+    w->pending = AFTER_EXIT;
+    w->pending_task = t;
+    np__task *next = pick_local(w);
+    w->current = next;
+    if (next)
+        np__task_exit_switch(&t->ctx, &next->ctx, &next->stack);
+    np__task_exit_switch(&t->ctx, &w->sched_ctx, &w->sched_stack);
+}
+
+/* ---- finding work --------------------------------------------------------- */
+
+static np__task *found(worker *w, np__task *t)
+{
+    prefetch_next(w);
+    if (w->spinning) {
+        w->spinning = false;
+        if (atomic_fetch_sub(&np__sched.nspinning, 1) == 1)
+            np__wakep(); /* we were the last looker: there may be more */
+    }
+    return t;
+}
+
+static np__task *inbox_get(worker *w)
+{
+    pthread_mutex_lock(&np__sched.lock);
+    np__task *t = w->inbox;
+    if (t)
+        w->inbox = t->next;
+    if (!w->inbox)
+        atomic_store(&w->has_inbox, 0);
+    pthread_mutex_unlock(&np__sched.lock);
+    return t;
+}
+
+static np__task *find_runnable(worker *w)
+{
+    for (;;) {
+        if (atomic_load(&np__sched.done))
+            return NULL;
+        np__task *t;
+        if (atomic_load_explicit(&w->has_inbox, memory_order_relaxed) && (t = inbox_get(w)))
+            return found(w, t);
+        /* Due timers first, whatever else is queued (as Go's checkTimers):
+         * a busy worker must not make sleepers and deadlines late. */
+        np__timers_run_due(NULL);
+        if (w->schedtick % SCHED_TICK == 0) {
+            /* Fairness: the global queue and the network before the local
+             * queue, and the runq before runnext. The global queue first:
+             * its batch goes into the local runq while there is room, and
+             * only then does the poll add what it readied, behind it. The
+             * other way round, a busy poll kept the runq full, the batch
+             * could not move, and the global queue drained one task per
+             * SCHED_TICK picks: tasks waited there for seconds (the soak at
+             * 6,000 connections). */
+            w->schedtick++;
+            if (np__sched.idle_stack_ns > 0)
+                np__sweep(np_now());
+            t = np__global_get(w);
+            np__poll_network(w);
+            if (t || (t = np__runq_get(&w->runq)))
+                return found(w, t);
+        }
+        if ((t = atomic_exchange(&w->runnext, NULL)) || (t = np__runq_get(&w->runq)))
+            return found(w, t);
+        if ((t = np__global_get(w)))
+            return found(w, t);
+        np__poll_network(w);
+        if ((t = atomic_exchange(&w->runnext, NULL)) || (t = np__runq_get(&w->runq)))
+            return found(w, t);
+        if (!w->spinning &&
+            2 * atomic_load(&np__sched.nspinning) < np__sched.nworkers - atomic_load(&np__sched.nidle)) {
+            w->spinning = true;
+            atomic_fetch_add(&np__sched.nspinning, 1);
+        }
+        if (w->spinning && (t = np__steal(w)))
+            return found(w, t);
+        if ((t = np__go_idle(w)))
+            return found(w, t);
+    }
+}
+
+/* ---- workers --------------------------------------------------------------- */
+
+void np__worker_run(worker *w)
+{
+    np__tls_worker = w;
+    np__stackinfo_of_thread(&w->sched_stack);
+    w->altstack = malloc(ALTSTACK_SIZE);
+    if (w->altstack) {
+        stack_t ss = { .ss_sp = w->altstack, .ss_size = ALTSTACK_SIZE };
+        sigaltstack(&ss, NULL);
+    }
+    for (;;) {
+        after_switch(w);
+        np__task *t = find_runnable(w);
+        if (!t)
+            break;
+        if (!ensure_stack(w, t))
+            continue;
+        np__idle_stack_resume(t);
+        w->current = t;
+        np__task_switch(&w->sched_ctx, &t->ctx, &t->stack, false);
+    }
+    if (w->altstack) {
+        stack_t ss = { .ss_flags = SS_DISABLE };
+        sigaltstack(&ss, NULL);
+        free(w->altstack);
+        w->altstack = NULL;
+    }
+    np__tls_worker = NULL;
+}
+
+void *np__worker_thread(void *arg)
+{
+    np__worker_run(arg);
+    return NULL;
+}
+
+void np_yield(void)
+{
+    worker *w = me();
+    np__task *t = w ? w->current : NULL;
+    if (!t) {
+        sched_yield();
+        return;
+    }
+    if (t->target_worker >= 0) {
+        switch_away(w, t, AFTER_MIGRATE);
+        return;
+    }
+    /* Nobody else here to run (and no fairness check due): carry on. */
+    if (np__runq_len(&w->runq) == 0 && !atomic_load(&w->runnext) &&
+        (w->schedtick + 1) % SCHED_TICK != 0 && !atomic_load(&w->has_inbox)) {
+        w->schedtick++;
+        return;
+    }
+    switch_away(w, t, AFTER_YIELD);
+}

@@ -1,0 +1,242 @@
+/* The task-struct and stack cache: allocating and recycling task structs
+ * (and the registry the idle-stack sweep walks), stacks, the stack budget,
+ * and tasks that wait for a stack (np__sched.stackwait).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/np_assert.h"
+#include "runtime/sched_internal.h"
+
+#define HOT_STACKS 32                  /* per worker, memory kept */
+#define COLD_STACKS 256                /* process-wide, memory released */
+#define HOT_TASKS 256                  /* free task structs kept per worker */
+
+/* ---- task structs and stacks ------------------------------------------
+ *
+ * Both are pooled: per worker without a lock, then process-wide under
+ * np__sched.lock. Stacks beyond HOT_STACKS per worker have their memory
+ * handed back (madvise) and wait in a cold pool of COLD_STACKS; beyond that
+ * they are unmapped. So a burst of 10,000 finished tasks does not keep
+ * 10,000 stacks resident.
+ *
+ * Each stack is two mappings (guard + stack) and the kernel allows
+ * vm.max_map_count of them per process, so at most stack_budget tasks may
+ * hold a stack at once; a task that would go over waits, unstarted, on
+ * np__sched.stackwait until another task finishes. Unstarted tasks hold no
+ * stack.
+ */
+
+static bool registry_add(np__task *t)
+{
+    bool ok = true;
+    pthread_mutex_lock(&np__sched.reg_lock);
+    if (np__sched.nreg == np__sched.capreg) {
+        size_t cap = np__sched.capreg ? 2 * np__sched.capreg : 1024;
+        np__task **r = realloc(np__sched.reg, cap * sizeof *r);
+        if (r) {
+            np__sched.reg = r;
+            np__sched.capreg = cap;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok)
+        np__sched.reg[np__sched.nreg++] = t;
+    pthread_mutex_unlock(&np__sched.reg_lock);
+    return ok;
+}
+
+static np__task *task_struct_alloc(worker *w)
+{
+    np__task *t = w ? w->free_tasks : NULL;
+    if (t) {
+        w->free_tasks = t->next;
+        w->nfree_tasks--;
+        return t;
+    }
+    pthread_mutex_lock(&np__sched.lock);
+    t = np__sched.free_tasks;
+    if (t)
+        np__sched.free_tasks = t->next;
+    pthread_mutex_unlock(&np__sched.lock);
+    if (t)
+        return t;
+    t = np__task_new_struct();
+    if (!t)
+        return NULL;
+    t->waiter.ops = &np__task_ops;
+    if (np__sched.idle_stack_ns > 0 && !registry_add(t)) {
+        np__task_free_struct(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void task_struct_free(worker *w, np__task *t)
+{
+    if (w->nfree_tasks < HOT_TASKS) {
+        t->next = w->free_tasks;
+        w->free_tasks = t;
+        w->nfree_tasks++;
+        return;
+    }
+    pthread_mutex_lock(&np__sched.lock);
+    t->next = np__sched.free_tasks;
+    np__sched.free_tasks = t;
+    pthread_mutex_unlock(&np__sched.lock);
+}
+
+static np__stack *stack_alloc(worker *w)
+{
+    np__stack *st = w->hot;
+    if (st) {
+        w->hot = st->next;
+        w->nhot--;
+        return st;
+    }
+    pthread_mutex_lock(&np__sched.lock);
+    st = np__sched.cold;
+    if (st) {
+        np__sched.cold = st->next;
+        np__sched.ncold--;
+    }
+    pthread_mutex_unlock(&np__sched.lock);
+    if (st)
+        return st;
+    st = np__stack_map(np__sched.stack_size);
+    if (st)
+        atomic_fetch_add(&np__sched.mapped, 1);
+    return st;
+}
+
+static void stack_unmap(np__stack *st)
+{
+    np__stack_unmap(st);
+    atomic_fetch_add(&np__sched.unmapped, 1);
+}
+
+static void stack_free(worker *w, np__stack *st)
+{
+    if (w->nhot < HOT_STACKS) {
+        st->next = w->hot;
+        w->hot = st;
+        w->nhot++;
+        return;
+    }
+    np__stack_release_memory(st);
+    pthread_mutex_lock(&np__sched.lock);
+    if (np__sched.ncold < COLD_STACKS) {
+        st->next = np__sched.cold;
+        np__sched.cold = st;
+        np__sched.ncold++;
+        st = NULL;
+    }
+    pthread_mutex_unlock(&np__sched.lock);
+    if (st)
+        stack_unmap(st);
+}
+
+/* ensure_stack (sched_internal.h) for a task that has no stack yet. */
+bool np__ensure_stack_slow(worker *w, np__task *t)
+{
+    np__stack *st = NULL;
+    if (atomic_fetch_add(&np__sched.started, 1) < np__sched.stack_budget)
+        st = stack_alloc(w);
+    if (st) {
+        np__task_start_on(t, st, np__task_entry);
+        return true;
+    }
+    if (atomic_fetch_sub(&np__sched.started, 1) == 1)
+        NP__PANIC("cannot map a task stack of %zu bytes and no task holds one", np__sched.stack_size);
+    pthread_mutex_lock(&np__sched.lock);
+    t->next = np__sched.stackwait;
+    np__sched.stackwait = t;
+    atomic_fetch_add(&np__sched.nstackwait, 1);
+    pthread_mutex_unlock(&np__sched.lock);
+    return false;
+}
+
+/* A task finished on w: recycle its stack and struct; let a task waiting
+ * for a stack go. */
+void np__task_recycle(worker *w, np__task *t)
+{
+    stack_free(w, np__task_finished(t));
+    task_struct_free(w, t);
+    atomic_fetch_sub(&np__sched.started, 1);
+    if (atomic_load(&np__sched.nstackwait) == 0)
+        return;
+    pthread_mutex_lock(&np__sched.lock);
+    np__task *x = np__sched.stackwait;
+    if (x) {
+        np__sched.stackwait = x->next;
+        atomic_fetch_sub(&np__sched.nstackwait, 1);
+        np__gq_push_locked(x);
+    }
+    pthread_mutex_unlock(&np__sched.lock);
+    if (x)
+        np__wakep();
+}
+
+static void unmap_stacks(np__stack *st)
+{
+    while (st) {
+        np__stack *next = st->next;
+        stack_unmap(st);
+        st = next;
+    }
+}
+
+static void free_structs(np__task *t)
+{
+    while (t) {
+        np__task *next = t->next;
+        np__task_free_struct(t);
+        t = next;
+    }
+}
+
+/* How many tasks may hold a stack at once: each stack is two mappings of
+ * the vm.max_map_count the kernel allows; leave room for everything else. */
+int64_t np__stack_budget(void)
+{
+    int64_t maps = 65530;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    if (f) {
+        long long v;
+        if (fscanf(f, "%lld", &v) == 1 && v > 0)
+            maps = v;
+        fclose(f);
+    }
+    int64_t b = maps / 2 - 2048;
+    return b < 256 ? 256 : b;
+}
+
+/* At the end of a run: every task has finished; unmaps the pooled stacks
+ * and frees the pooled structs. */
+void np__stack_cache_fini(int nworkers)
+{
+    for (int i = 0; i < nworkers; i++) {
+        unmap_stacks(np__sched.workers[i].hot);
+        free_structs(np__sched.workers[i].free_tasks);
+    }
+    unmap_stacks(np__sched.cold);
+    free_structs(np__sched.free_tasks);
+    np__sched.cold = NULL;
+    np__sched.ncold = 0;
+    np__sched.free_tasks = NULL;
+}
+
+np__task *np__task_new(worker *w, void (*fn)(void *), void *arg)
+{
+    np__task *t = task_struct_alloc(w);
+    if (!t)
+        return NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->next = NULL;
+    t->stk = NULL;
+    t->target_worker = -1;
+    return t;
+}
