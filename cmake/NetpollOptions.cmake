@@ -161,10 +161,17 @@ elseif(NOT NP_SANITIZE STREQUAL "")
     message(FATAL_ERROR "netpoll: NP_SANITIZE must be '', 'address' or 'thread'")
 endif()
 
+# Frame pointers everywhere, leaf functions included: np_dump and the gdb
+# script walk a parked task's stack by its frame-pointer chain.
+set(NP_FRAME_FLAGS -fno-omit-frame-pointer)
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+    list(APPEND NP_FRAME_FLAGS -mno-omit-leaf-frame-pointer)
+endif()
+
 # Compile flags every netpoll source gets.
 function(np_configure_target t)
     target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
-    target_compile_options(${t} PRIVATE $<$<COMPILE_LANGUAGE:C>:${NP_WARNINGS}> ${NP_SAN_FLAGS} -fvisibility=hidden)
+    target_compile_options(${t} PRIVATE $<$<COMPILE_LANGUAGE:C>:${NP_WARNINGS} ${NP_FRAME_FLAGS}> ${NP_SAN_FLAGS} -fvisibility=hidden)
     target_compile_definitions(${t} PRIVATE _GNU_SOURCE NP_BUILDING=1)
     set_target_properties(${t} PROPERTIES POSITION_INDEPENDENT_CODE ON)
 endfunction()

@@ -78,6 +78,17 @@ typedef struct np_config {
                         * Started on demand, retired after 5 s idle,
                         * joined before np_run returns. Negative or over
                         * 4096: -EINVAL. */
+    int dump_signal;   /* 0 = none. Else a signal (say SIGQUIT) that, while
+                        * np_run runs, writes np_dump to stderr, from
+                        * whichever thread receives it. After the dump,
+                        * SIGQUIT goes on to its default action, as it would
+                        * without netpoll: the process ends (with a core
+                        * dump where enabled; Go likewise exits after its
+                        * dump). Any other signal (SIGUSR1, ...) lets the
+                        * program carry on, so a dump can be taken again.
+                        * The handler is installed by np_run and the previous
+                        * one put back when it returns. SIGSEGV, SIGKILL,
+                        * SIGSTOP or no signal number: -EINVAL. */
 } np_config;
 
 /* Starts the runtime (cfg may be NULL for defaults), runs main_task(arg) as a
@@ -474,6 +485,35 @@ typedef struct np_stats {
                              * really resident) */
 } np_stats;
 NP_API int np_stats_get(np_stats *out);
+
+/* Writes one entry per live task to fd, as text, in no particular order:
+ *
+ *   task 7 (reader): parked in np_read on conn fd 9 for 1.204 s, deadline in 3.796 s
+ *       np__task_switch+0x3c
+ *       ...
+ *       reader+0x2f
+ *
+ * Its id (1 for the main task, then in order of np_go, per run of np_run),
+ * the function it was started with, its state — "running on worker N",
+ * "runnable", or "parked in" the blocking call (np_read, np_write,
+ * np_accept, np_dial, np_wait_readable, np_wait_fd, np_sleep,
+ * np_mutex_lock, np_cond_wait, np_waitgroup_wait, np_chan_send,
+ * np_chan_recv, np_select, np_offload), what it waits on (the connection's
+ * or listener's descriptor, the channel, lock or wait group's address),
+ * for how long (to the kernel tick, a few ms), and the deadline if any —
+ * and the backtrace of its stack (symbol+offset; a running task's only
+ * when it is the caller, or the thread the dump signal interrupted).
+ * Names come from the dynamic symbol table and else the file's .symtab:
+ * link with -rdynamic or keep symbols for the program's own functions.
+ * The library is built with frame pointers; frames of code built without
+ * them may be missing. The entries are a snapshot taken while tasks run
+ * on: one that changes state meanwhile may be reported in either state.
+ *
+ * From any thread; async-signal-safe enough to run from a signal handler
+ * (np_config.dump_signal): no allocation, no stdio, no locks of the
+ * runtime; write(2), blocking the caller until all is written. 0, or
+ * -ESRCH (no runtime), -EBADF or another error of write(2). */
+NP_API int np_dump(int fd);
 
 /* Name of the poller backend this library was built with: "epoll",
  * "epoll_pipe" (epoll woken through a pipe instead of an eventfd) or "poll".

@@ -87,7 +87,11 @@ bool np__fd_lock(np__fd *fd, bool read)
             return true;
         /* The holder hands over by clearing the bit and releasing one
          * waiter; close releases all of them. Then try again. */
-        np__sema_acquire(d.sema);
+        static const np__park_site site_rturn = { "np_read (behind another read)", "conn",
+                                                   NP__ON_OTHER };
+        static const np__park_site site_wturn = { "np_write (behind another write)", "conn",
+                                                   NP__ON_OTHER };
+        np__sema_acquire(d.sema, read ? &site_rturn : &site_wturn, fd);
         old = atomic_load(&fd->state);
     }
 }

@@ -87,7 +87,7 @@ typedef struct call {
 static void cancel(ent *e, np__wnode *n, np__wrec *r, int bits)
 {
     if (!np__fw_deliver(e, bits > 0 ? bits : 0, n))
-        np__wait_park(r, NULL, NULL); /* not OPEN: returns once the waker is done */
+        np__wait_park(r, NULL, NULL, NULL, NULL); /* not OPEN: returns once the waker is done */
 }
 
 /* Lets go of a retired e (inside the runtime). Before the wait began on
@@ -108,7 +108,9 @@ static int park(call *c, np__wnode *n, np__wrec *r)
     ent *e = c->e;
     c->inside = false;
     np__runtime_leave(); /* np_run's end may close e now: it wakes us first */
-    if (np__wait_park(r, np__spin_unlock_cb, &e->lock) == NP__W_DONE) {
+    static const np__park_site site = { "np_wait_fd", "fd", NP__ON_FD_WREC };
+    if (np__wait_park(r, np__spin_unlock_cb, &e->lock, &site, (const void *)(intptr_t)c->fd) ==
+        NP__W_DONE) {
         if (n->result == NP__FW_RETIRED) {
             c->drop = true;
             return c->began ? -EBADF : AGAIN;

@@ -125,6 +125,11 @@ static bool short_read_waits(const np__fd *fd)
 }
 
 /* One read: bytes (> 0), 0 at the end of the stream, or -errno. */
+/* What a parked call waits in (np_dump). */
+static const np__park_site site_read = { "np_read", "conn", NP__ON_PD_READ };
+static const np__park_site site_write = { "np_write", "conn", NP__ON_PD_WRITE };
+static const np__park_site site_readable = { "np_wait_readable", "conn", NP__ON_PD_READ };
+
 static ssize_t read_loop(np_conn c, void *buf, size_t len, struct sockaddr_storage *from,
                          socklen_t *fromlen, bool dgram_only)
 {
@@ -160,7 +165,7 @@ static ssize_t read_loop(np_conn c, void *buf, size_t len, struct sockaddr_stora
     for (;;) {
         if (drained) {
             drained = false;
-            rc = np__pd_wait(fd->pd, NP__PD_READ);
+            rc = np__pd_wait_in(fd->pd, NP__PD_READ, &site_read);
             if (rc < 0) {
                 n = rc;
                 break;
@@ -174,7 +179,7 @@ static ssize_t read_loop(np_conn c, void *buf, size_t len, struct sockaddr_stora
         if (n == -EINTR)
             continue;
         if (n == -EAGAIN) {
-            rc = np__pd_wait(fd->pd, NP__PD_READ);
+            rc = np__pd_wait_in(fd->pd, NP__PD_READ, &site_read);
             if (rc == 0)
                 continue;
             n = rc;
@@ -272,7 +277,7 @@ static ssize_t write_loop(np_conn c, const void *buf, size_t len, const struct s
         if (err == EINTR)
             continue;
         if (err == EAGAIN) {
-            rc = np__pd_wait(fd->pd, NP__PD_WRITE);
+            rc = np__pd_wait_in(fd->pd, NP__PD_WRITE, &site_write);
             if (rc == 0)
                 continue;
             err = -rc;
@@ -337,7 +342,7 @@ int np_wait_readable(np_conn c)
             fd->pending_err = err;
             break;
         }
-        rc = np__pd_wait(fd->pd, NP__PD_READ);
+        rc = np__pd_wait_in(fd->pd, NP__PD_READ, &site_readable);
         if (rc < 0)
             break;
     }

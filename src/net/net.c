@@ -27,6 +27,10 @@
 #include "poller/poller.h"
 #include "runtime/scheduler.h"
 
+/* What a parked call waits in (np_dump). */
+static const np__park_site site_accept = { "np_accept", "listener", NP__ON_PD_READ };
+static const np__park_site site_dial = { "np_dial", "conn", NP__ON_PD_WRITE };
+
 static void set_nodelay(int s, int family)
 {
     if (family == AF_INET || family == AF_INET6) {
@@ -173,7 +177,7 @@ int np_accept(np_listener l, np_conn *out)
         if (err == EINTR || err == ECONNABORTED)
             continue;
         if (err == EAGAIN) {
-            rc = np__pd_wait(fd->pd, NP__PD_READ);
+            rc = np__pd_wait_in(fd->pd, NP__PD_READ, &site_accept);
             continue;
         }
         /* EMFILE / ENFILE and the rest: reported; the listener stays as it
@@ -308,7 +312,7 @@ static int dial_one(const struct sockaddr *sa, socklen_t len, int sotype, int64_
          * starts with no stale readiness to clear. */
         rc = 0;
         for (;;) {
-            rc = np__pd_wait(fd->pd, NP__PD_WRITE);
+            rc = np__pd_wait_in(fd->pd, NP__PD_WRITE, &site_dial);
             if (rc < 0)
                 break;
             /* Wake-ups can be spurious: SO_ERROR says how it went, and a

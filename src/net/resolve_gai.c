@@ -116,7 +116,8 @@ int np__lookup(const char *host, uint16_t port, int family, int64_t deadline, np
     if (!l->finished) {
         l->node = &n;
         np__wait_arm(r, deadline);
-        unsigned st = np__wait_park(r, np__spin_unlock_cb, &l->lock);
+        static const np__park_site site = { "np_dial (resolving the name)", "", NP__ON_WREC };
+        unsigned st = np__wait_park(r, np__spin_unlock_cb, &l->lock, &site, NULL);
         np__spin_lock(&l->lock);
         if (st != NP__W_DONE) {
             l->node = NULL; /* the job will not look for us */

@@ -126,7 +126,7 @@ static bool commit_park(np__waiter *self, void *arg)
 
 /* Returns true if the mode became ready, false if unblocked (closing or
  * deadline) or if an error bit was already set. */
-static bool block(np__pd *pd, int mode)
+static bool block(np__pd *pd, int mode, const np__park_site *site)
 {
     _Atomic uintptr_t *gp = sem(pd, mode);
     for (;;) {
@@ -142,7 +142,8 @@ static bool block(np__pd *pd, int mode)
     /* WAIT is visible now; a close or deadline published before this point
      * is seen here, one published after will find WAIT or the waiter. */
     if (check_err(pd, mode) == 0)
-        np__waiter_park(np__waiter_current(), commit_park, (void *)gp, NP__PARK_STACK_FREE);
+        np__waiter_park_in(np__waiter_current(), commit_park, (void *)gp, NP__PARK_STACK_FREE,
+                           site, pd);
     uintptr_t old = atomic_exchange(gp, PD_NIL);
     if (old > PD_WAIT)
         NP__PANIC("pd %p: waiter still in the semaphore after wake-up", (void *)pd);
@@ -222,7 +223,7 @@ bool np__pd_read_ended(np__pd *pd)
     return atomic_load(&pd->info) & NP__PD_READ_HUP;
 }
 
-int np__pd_wait(np__pd *pd, int mode)
+int np__pd_wait_in(np__pd *pd, int mode, const np__park_site *site)
 {
     int rc = check_err(pd, mode);
     if (rc)
@@ -233,7 +234,7 @@ int np__pd_wait(np__pd *pd, int mode)
         np__poller_arm(&pd->reg, mode == NP__PD_READ ? NP__POLL_READ : NP__POLL_WRITE) < 0 &&
         (rc = check_err(pd, mode)) != 0)
         return rc;
-    while (!block(pd, mode)) {
+    while (!block(pd, mode, site)) {
         rc = check_err(pd, mode);
         if (rc)
             return rc;
@@ -576,4 +577,11 @@ void np__pd_close(np__pd *pd)
         np__pollreg_retire(&pd->reg);
     np__pollreg_quiesce(); /* no batch still holds the old tag */
     pd_free(pd);
+}
+
+int np__pd_wait(np__pd *pd, int mode)
+{
+    static const np__park_site rd = { "(pd wait)", "pd", NP__ON_PD_READ };
+    static const np__park_site wr = { "(pd wait)", "pd", NP__ON_PD_WRITE };
+    return np__pd_wait_in(pd, mode, mode == NP__PD_READ ? &rd : &wr);
 }

@@ -22,6 +22,7 @@
 
 #include "poller/pollreg.h"
 #include "pd/timer.h"
+#include "pd/waiter.h"
 
 enum { NP__PD_READ = 1, NP__PD_WRITE = 2, NP__PD_BOTH = 3 };
 
@@ -105,6 +106,10 @@ bool np__pd_read_ended(np__pd *pd);
  * poller reported an error that makes the fd unpollable; read mode only).
  * One waiter per mode at a time. */
 int np__pd_wait(np__pd *pd, int mode);
+
+/* np__pd_wait for a call np_dump names: site (waiter.h) is one of the
+ * caller's static descriptors, its `on` NP__ON_PD_READ or _WRITE. */
+int np__pd_wait_in(np__pd *pd, int mode, const np__park_site *site);
 
 /* Sets the deadline for mode (READ, WRITE or BOTH): absolute monotonic ns;
  * 0 clears; any other value at or before now is already expired (pending and

@@ -43,7 +43,7 @@ static bool sema_commit(np__waiter *self, void *arg)
     return true;
 }
 
-void np__sema_acquire(np__sema *s)
+void np__sema_acquire(np__sema *s, const np__park_site *site, const void *obj)
 {
     spin_lock(&s->lock);
     if (s->count > 0) {
@@ -59,7 +59,7 @@ void np__sema_acquire(np__sema *s)
     s->tail = &n;
     /* The lock is dropped by the commit, after the switch: a release can
      * then find us queued and ready us exactly once. */
-    np__waiter_park(n.w, sema_commit, s, 0);
+    np__waiter_park_in(n.w, sema_commit, s, 0, site, obj);
     np__assert(atomic_load(&n.granted));
 }
 
@@ -97,10 +97,10 @@ static bool oneshot_commit(np__waiter *self, void *arg)
     return atomic_compare_exchange_strong(&o->state, &expected, (uintptr_t)self);
 }
 
-void np__oneshot_wait(np__oneshot *o)
+void np__oneshot_wait(np__oneshot *o, const np__park_site *site, const void *obj)
 {
     if (atomic_load(&o->state) != OS_FIRED)
-        np__waiter_park(np__waiter_current(), oneshot_commit, o, 0);
+        np__waiter_park_in(np__waiter_current(), oneshot_commit, o, 0, site, obj);
     np__assert(atomic_load(&o->state) == OS_FIRED);
     atomic_store(&o->state, OS_IDLE);
 }

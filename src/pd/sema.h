@@ -26,7 +26,8 @@ typedef struct np__sema {
 } np__sema;
 
 void np__sema_init(np__sema *s);
-void np__sema_acquire(np__sema *s); /* parks the caller while count is 0 */
+/* Parks the caller while count is 0 (site, obj: what for, see waiter.h). */
+void np__sema_acquire(np__sema *s, const np__park_site *site, const void *obj);
 void np__sema_release(np__sema *s); /* wakes the first waiter, or count++ */
 
 typedef struct np__oneshot {
@@ -34,7 +35,7 @@ typedef struct np__oneshot {
 } np__oneshot;
 
 void np__oneshot_arm(np__oneshot *o);
-void np__oneshot_wait(np__oneshot *o); /* returns once fired */
+void np__oneshot_wait(np__oneshot *o, const np__park_site *site, const void *obj); /* returns once fired */
 void np__oneshot_fire(np__oneshot *o); /* any thread, once per arm */
 
 #endif

@@ -32,9 +32,32 @@ typedef bool (*np__commit_fn)(np__waiter *self, void *arg);
  * and its memory released while it waits (runtime/stack_sweep.c). */
 #define NP__PARK_STACK_FREE 1u
 
+/* What a park waits in, for np_dump and the gdb script (runtime/dump.c,
+ * tools/gdb/netpoll.py): one static descriptor per blocking call, handed to
+ * the park with the object waited on. A task keeps both while parked (two
+ * stores); a thread waiter ignores them. `on` says what the object is, and
+ * so where the dump finds the wait's details (fd, deadline, whether the
+ * task is still parked or has been readied). */
+enum {
+    NP__ON_NONE = 0,    /* obj unused (a select's channels are several) */
+    NP__ON_PD_READ,     /* obj: np__pd; deadline rd_at; parked while rg == waiter */
+    NP__ON_PD_WRITE,    /* obj: np__pd; deadline wd_at; parked while wg == waiter */
+    NP__ON_WREC,        /* obj: the sync object; deadline and state in t->wrec */
+    NP__ON_SLEEP,       /* obj unused; the task's sleep timer */
+    NP__ON_FD_WREC,     /* obj: a descriptor number; details in t->wrec */
+    NP__ON_FUNC,        /* obj: a function, named in the dump */
+    NP__ON_OTHER,       /* obj: printed as an address */
+};
+typedef struct np__park_site {
+    const char *call;   /* the public call that parks: "np_read", ... */
+    const char *what;   /* what obj is: "conn", "chan", "mutex", ... */
+    unsigned char on;   /* NP__ON_* */
+} np__park_site;
+
 typedef struct np__waiter_ops {
     void (*ready)(np__waiter *w);
-    void (*park)(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags);
+    void (*park)(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags,
+                 const np__park_site *site, const void *obj);
 } np__waiter_ops;
 
 struct np__waiter {
@@ -57,10 +80,18 @@ static inline void np__waiter_ready(np__waiter *w)
     w->ops->ready(w);
 }
 
+static inline void np__waiter_park_in(np__waiter *w, np__commit_fn commit, void *arg,
+                                      unsigned flags, const np__park_site *site,
+                                      const void *obj)
+{
+    w->ops->park(w, commit, arg, flags, site, obj);
+}
+
+/* A park with no descriptor (tests, benchmarks): np_dump says "parked". */
 static inline void np__waiter_park(np__waiter *w, np__commit_fn commit, void *arg,
                                    unsigned flags)
 {
-    w->ops->park(w, commit, arg, flags);
+    w->ops->park(w, commit, arg, flags, NULL, NULL);
 }
 
 /* Run by a plain thread once it has committed to a park, before it sleeps:

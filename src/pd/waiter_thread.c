@@ -24,7 +24,8 @@ typedef struct thread_waiter {
 } thread_waiter;
 
 static void tw_ready(np__waiter *w);
-static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags);
+static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags,
+                    const np__park_site *site, const void *obj);
 
 static const np__waiter_ops thread_ops = { .ready = tw_ready, .park = tw_park };
 
@@ -52,9 +53,12 @@ static void tw_ready(np__waiter *w)
     futex_wake(&tw->token);
 }
 
-static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags)
+static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags,
+                    const np__park_site *site, const void *obj)
 {
     (void)flags;
+    (void)site; /* np_dump lists tasks only */
+    (void)obj;
     thread_waiter *tw = (thread_waiter *)w;
     atomic_store_explicit(&tw->token, 0, memory_order_relaxed);
     if (!commit(w, arg)) {

@@ -22,7 +22,12 @@ typedef struct np__wrec {
     bool timer_ready;         /* timer initialised (np__timer_init) */
     bool timer_armed;         /* armed by this wait: stop it after */
     np__timer timer;          /* the deadline, armed with the wait's seq */
+    int64_t deadline;         /* of the wait in progress, 0 none (np_dump) */
     struct np__wrec *next_free; /* thread records: the pool */
 } np__wrec;
+
+/* For np_dump: the claim word of a wait still waiting (OPEN or PARKED in
+ * sync/wait.h's encoding, which checks that it agrees). */
+#define NP__WREC_WAITING(claim) (((claim) & 7u) <= 1u)
 
 #endif

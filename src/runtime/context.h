@@ -17,7 +17,9 @@
 #ifndef NP_CONTEXT_H
 #define NP_CONTEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(NP_CONTEXT_UCONTEXT)
 #include <ucontext.h>
@@ -72,6 +74,16 @@ static inline void np__ctx_prefetch(const np__ctx *ctx)
     __builtin_prefetch(sp + 64);
 }
 #endif
+
+/* Where a frame-pointer walk of a suspended context starts (np_dump): the
+ * address it resumes at, its frame pointer and its stack pointer. An asm
+ * context keeps them on its stack (the layout above), read through
+ * peek(cx, addr, out, n), which must fail rather than fault; a ucontext
+ * keeps them in ctx. False if they cannot be had. The context may be
+ * resumed meanwhile (a snapshot): the caller bounds what it then reads. */
+typedef bool (*np__peek_fn)(void *cx, uintptr_t addr, void *out, size_t n);
+bool np__ctx_frame(const np__ctx *ctx, np__peek_fn peek, void *cx, uintptr_t *pc,
+                   uintptr_t *fp, uintptr_t *sp);
 
 /* "asm-x86_64", "asm-aarch64" or "ucontext". */
 const char *np__ctx_kind(void);

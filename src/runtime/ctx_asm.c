@@ -12,6 +12,27 @@ void *np__ctx_sp(const np__ctx *ctx)
     return __atomic_load_n(&ctx->sp, __ATOMIC_RELAXED);
 }
 
+bool np__ctx_frame(const np__ctx *ctx, np__peek_fn peek, void *cx, uintptr_t *pc,
+                   uintptr_t *fp, uintptr_t *sp)
+{
+    uintptr_t s = (uintptr_t)np__ctx_sp(ctx);
+    uint64_t r[2];
+#if defined(__x86_64__)
+    /* rbp at +48, the return address at +56; rsp after the return: +64. */
+    if (!s || !peek(cx, s + 48, r, sizeof r))
+        return false;
+    *sp = s + 64;
+#else
+    /* x29 (fp) at +80, x30 (lr) at +88; sp after the switch: +176. */
+    if (!s || !peek(cx, s + 80, r, sizeof r))
+        return false;
+    *sp = s + 176;
+#endif
+    *fp = (uintptr_t)r[0];
+    *pc = (uintptr_t)r[1];
+    return true;
+}
+
 #if defined(__x86_64__)
 
 void np__ctx_make(np__ctx *ctx, void *lo, size_t size, void (*fn)(void *), void *arg)

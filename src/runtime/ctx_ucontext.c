@@ -4,6 +4,7 @@
 
 #include "runtime/context.h"
 #include "base/np_assert.h"
+#include "runtime/sanitizer.h"
 
 /* makecontext passes int arguments only: split the pointers. */
 static void entry(unsigned fhi, unsigned flo, unsigned ahi, unsigned alo)
@@ -41,6 +42,34 @@ void *np__ctx_sp(const np__ctx *ctx)
 #else
     (void)ctx;
     return NULL;
+#endif
+}
+
+/* Read while the context may be resumed (np_dump's snapshot): unsynchronised
+ * on purpose, so not instrumented by ThreadSanitizer. */
+NP_NO_TSAN bool np__ctx_frame(const np__ctx *ctx, np__peek_fn peek, void *cx, uintptr_t *pc,
+                              uintptr_t *fp, uintptr_t *sp)
+{
+    (void)peek;
+    (void)cx;
+#if defined(__x86_64__)
+    const volatile greg_t *g = ctx->uc.uc_mcontext.gregs;
+    *pc = (uintptr_t)g[REG_RIP];
+    *fp = (uintptr_t)g[REG_RBP];
+    *sp = (uintptr_t)g[REG_RSP];
+    return true;
+#elif defined(__aarch64__)
+    const volatile mcontext_t *m = &ctx->uc.uc_mcontext;
+    *pc = (uintptr_t)m->pc;
+    *fp = (uintptr_t)m->regs[29];
+    *sp = (uintptr_t)m->sp;
+    return true;
+#else
+    (void)ctx;
+    (void)pc;
+    (void)fp;
+    (void)sp;
+    return false;
 #endif
 }
 

@@ -212,6 +212,7 @@ int np_offload(void (*fn)(void *), void *arg)
     int rc = submit(&j);
     if (rc < 0)
         return rc;
-    np__oneshot_wait(&j.done);
+    static const np__park_site site = { "np_offload", "job", NP__ON_FUNC };
+    np__oneshot_wait(&j.done, &site, (const void *)fn);
     return 0;
 }

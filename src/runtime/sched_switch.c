@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "base/clock.h"
 #include "base/np_assert.h"
 #include "pd/timer.h"
 #include "poller/poller.h"
@@ -59,7 +60,8 @@ static void task_ready(np__waiter *wt)
 
 static void switch_away(worker *w, np__task *cur, int action);
 
-static void task_park(np__waiter *wt, np__commit_fn commit, void *arg, unsigned flags)
+static void task_park(np__waiter *wt, np__commit_fn commit, void *arg, unsigned flags,
+                      const np__park_site *site, const void *obj)
 {
     np__task *t = (np__task *)wt;
     worker *w = me();
@@ -67,7 +69,11 @@ static void task_park(np__waiter *wt, np__commit_fn commit, void *arg, unsigned 
     t->commit = commit;
     t->commit_arg = arg;
     t->park_flags = flags;
+    t->park_site = site; /* np_dump */
+    t->park_obj = obj;
+    t->park_since = np__coarse_now();
     switch_away(w, t, AFTER_PARK);
+    t->park_site = NULL;
 }
 
 const np__waiter_ops np__task_ops = { .ready = task_ready, .park = task_park };

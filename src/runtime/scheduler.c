@@ -27,6 +27,7 @@
 #include "pd/netpoll_driver.h"
 #include "pd/timer.h"
 #include "poller/poller.h"
+#include "runtime/dump.h"
 #include "runtime/offload.h"
 #include "runtime/sched_internal.h"
 
@@ -185,8 +186,10 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     size_t stack = cfg ? cfg->stack_size : 0;
     int64_t idle_stack_ns = cfg ? cfg->idle_stack_ns : 0;
     int offload_threads = cfg ? cfg->offload_threads : 0;
+    int dump_signal = cfg ? cfg->dump_signal : 0;
     if (!main_task || nworkers < 0 || nworkers > MAX_WORKERS || idle_stack_ns < 0 ||
-        offload_threads < 0 || offload_threads > MAX_OFFLOAD_THREADS)
+        offload_threads < 0 || offload_threads > MAX_OFFLOAD_THREADS ||
+        !np__dump_signal_valid(dump_signal))
         return -EINVAL;
     if (offload_threads == 0)
         offload_threads = DEFAULT_OFFLOAD_THREADS;
@@ -238,8 +241,10 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     }
     atomic_store(&np__sched.ntasks, 1);
     atomic_store(&np__sched.spawned, 1);
+    t->id = 1;
     np__global_put(t);
     np__segv_install();
+    np__dump_signal_install(dump_signal);
     np__offload_start(offload_threads);
     atomic_store(&np__thread_park_hook, plain_thread_parked);
 
@@ -265,6 +270,8 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     }
     np__offload_stop();
     np__segv_remove();
+    np__dump_signal_remove();
+    np__task_registry_clear(); /* no task, no np_dump inside: the structs go below */
     np__stack_cache_fini(nworkers);
     np__assert(np__sched.gq_head == NULL && np__sched.stackwait == NULL);
     free(np__sched.reg); /* every task has finished: no stack is moved out */
@@ -304,7 +311,7 @@ int np_go(void (*fn)(void *), void *arg)
         rc = -ENOMEM;
         goto out;
     }
-    atomic_fetch_add_explicit(&np__sched.spawned, 1, memory_order_relaxed);
+    t->id = atomic_fetch_add_explicit(&np__sched.spawned, 1, memory_order_relaxed) + 1;
     if (w)
         runq_put(w, t, false);
     else
@@ -373,7 +380,8 @@ int np_sleep_until(int64_t deadline)
     atomic_store(&t->sleep_sem, SLEEP_WAIT);
     uintptr_t seq = atomic_fetch_add(&t->sleep_seq, 1) + 1;
     np__timer_set(&t->sleep_timer, deadline, sleep_fired, t, seq);
-    np__waiter_park(&t->waiter, sleep_commit, t, NP__PARK_STACK_FREE);
+    static const np__park_site site = { "np_sleep", "", NP__ON_SLEEP };
+    np__waiter_park_in(&t->waiter, sleep_commit, t, NP__PARK_STACK_FREE, &site, NULL);
     np__assert(atomic_load(&t->sleep_sem) == SLEEP_FIRED);
     atomic_store(&t->sleep_sem, SLEEP_IDLE);
     return 0;
@@ -386,4 +394,13 @@ int np_sleep(int64_t ns)
     if (ns <= 0)
         return 0;
     return np_sleep_until(np__add_sat(np_now(), ns));
+}
+
+/* ---- np_dump's view of the workers ------------------------------------------ */
+
+/* The task worker i runs now. Read with no synchronisation, like the rest
+ * of a dump (dump.c): the answer may be stale by the time it is used. */
+NP_NO_TSAN np__task *np__sched_running_on(int i)
+{
+    return __atomic_load_n(&np__sched.workers[i].current, __ATOMIC_RELAXED);
 }

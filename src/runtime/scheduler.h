@@ -37,6 +37,11 @@ void np__sched_on_stop(void (*fn)(void));
  * resumes there). Returns -EINVAL for a bad id, -EPERM outside a task. */
 int np__sched_yield_to(int id);
 
+/* np_dump (dump.c): the task worker i (0 .. np__sched_workers() - 1)
+ * runs now, or NULL; read without synchronisation, so possibly stale. The
+ * caller holds the runtime (np__runtime_enter). */
+np__task *np__sched_running_on(int i);
+
 /* Statistics for tests and benchmarks. */
 typedef struct np__sched_stats {
     unsigned long steals;       /* tasks taken from another worker */

@@ -71,6 +71,7 @@ static np__task *task_struct_alloc(worker *w)
         np__task_free_struct(t);
         return NULL;
     }
+    np__task_register(t); /* np_dump */
     return t;
 }
 

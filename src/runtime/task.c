@@ -49,6 +49,28 @@ np__task *np__task_new_struct(void)
     return t;
 }
 
+/* The registry (task.h). np__all_tasks is also read by tools/gdb/netpoll.py. */
+np__task *_Atomic np__all_tasks;
+
+void np__task_register(np__task *t)
+{
+    np__task *head = atomic_load_explicit(&np__all_tasks, memory_order_relaxed);
+    do
+        t->all_next = head;
+    while (!atomic_compare_exchange_weak_explicit(&np__all_tasks, &head, t, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+np__task *np__task_registry_first(void)
+{
+    return atomic_load_explicit(&np__all_tasks, memory_order_acquire);
+}
+
+void np__task_registry_clear(void)
+{
+    atomic_store_explicit(&np__all_tasks, NULL, memory_order_relaxed);
+}
+
 void np__task_free_struct(np__task *t)
 {
     np__timer_destroy(&t->sleep_timer);
@@ -128,6 +150,8 @@ void np__task_start_on(np__task *t, np__stack *s, void (*entry)(void *))
 
 np__stack *np__task_finished(np__task *t)
 {
+    t->id = 0; /* np_dump: no longer live */
+    t->park_site = NULL;
     np__stack *s = t->stk;
     t->stk = NULL;
     return s;

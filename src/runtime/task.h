@@ -78,6 +78,15 @@ struct np__task {
     char *moved_at;
     size_t moved_len;
 
+    /* For np_dump and the gdb script (runtime/dump.c). Written by the task
+     * itself and its scheduler; read from any thread with no
+     * synchronisation (a snapshot, dump.c says how that is made safe). */
+    int64_t id;               /* 1, 2, ... in order of np_go, per np_run; 0 once finished */
+    const np__park_site *park_site; /* the park in progress (pd/waiter.h), else NULL */
+    const void *park_obj;     /* what it waits on */
+    int64_t park_since;       /* when it parked: coarse monotonic clock, ns */
+    np__task *all_next;       /* every task struct of the run (np__task_register) */
+
     np__wrec wrec;            /* coordination waits (sync/wait.h) */
     np__timer sleep_timer;    /* np_sleep */
     _Atomic uintptr_t sleep_sem; /* 0 idle, 1 fired, 2 waiting, or waiter */
@@ -98,6 +107,15 @@ void np__stack_unmap(np__stack *s);
 
 /* Hands the memory of an idle stack back to the OS, keeping the mapping. */
 void np__stack_release_memory(np__stack *s);
+
+/* Every task struct made while a runtime runs, newest first, for np_dump
+ * and the gdb script: a list readers walk without a lock (from a signal
+ * handler too). Structs are added once, when made, and never leave while
+ * the runtime runs (they are pooled); np__task_registry_clear forgets them
+ * all once np_run has finished every task and no reader can be inside. */
+void np__task_register(np__task *t);
+np__task *np__task_registry_first(void);
+void np__task_registry_clear(void);
 
 /* Gives t the stack s and prepares it to run entry(t) from the top of it on
  * its next switch. */

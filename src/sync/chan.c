@@ -224,7 +224,8 @@ static int block_forever(int64_t deadline)
     if (rc < 0)
         return rc;
     np__wait_arm(r, deadline);
-    unsigned st = np__wait_park(r, NULL, NULL);
+    static const np__park_site site_nil = { "np_chan_send/recv", "nil chan", NP__ON_WREC };
+    unsigned st = np__wait_park(r, NULL, NULL, &site_nil, NULL);
     np__assert(st == NP__W_TIMEDOUT);
     return -ETIMEDOUT;
 }
@@ -241,7 +242,10 @@ static int wait_on(np__chan *c, np__wqueue *q, void *elem, int64_t deadline)
     np__wnode n = { .rec = r, .seq = np__wait_seq(r), .elem = elem };
     np__wq_push(q, &n);
     np__wait_arm(r, deadline);
-    if (np__wait_park(r, np__spin_unlock_cb, &c->lock) == NP__W_DONE)
+    static const np__park_site site_send = { "np_chan_send", "chan", NP__ON_WREC };
+    static const np__park_site site_recv = { "np_chan_recv", "chan", NP__ON_WREC };
+    if (np__wait_park(r, np__spin_unlock_cb, &c->lock, q == &c->sendq ? &site_send : &site_recv,
+                      c) == NP__W_DONE)
         return n.result;
     /* The deadline won. A free or close since has unlinked the node, and
      * the slot may hold another channel by now: unlinking is then a no-op. */

@@ -104,7 +104,9 @@ __attribute__((noinline, cold)) static int lock_slow(mutex_impl *m, int64_t dead
     np__wq_push(&m->q, &n);
     atomic_fetch_or(&m->state, WAITERS);
     np__wait_arm(r, deadline);
-    if (np__wait_park(r, qunlock_commit, m) == NP__W_DONE)
+    static const np__park_site site_lock = { "np_mutex_lock", "mutex", NP__ON_WREC };
+    static const np__park_site site_relock = { "np_cond_wait (relocking)", "mutex", NP__ON_WREC };
+    if (np__wait_park(r, qunlock_commit, m, anyway ? &site_relock : &site_lock, m) == NP__W_DONE)
         return 0; /* handed over: we own it */
     qlock(m);
     np__wq_unlink(&m->q, &n);
@@ -225,7 +227,8 @@ int np_cond_wait(np_cond *pc, np_mutex *pm, int64_t deadline)
      * the park then returns at once. */
     np_mutex_unlock(pm);
     np__wait_arm(r, deadline);
-    unsigned st = np__wait_park(r, NULL, NULL);
+    static const np__park_site site_cond = { "np_cond_wait", "cond", NP__ON_WREC };
+    unsigned st = np__wait_park(r, NULL, NULL, &site_cond, pc);
     if (st != NP__W_DONE) {
         np__spin_lock(&c->qlock);
         np__wq_unlink(&c->q, &n);

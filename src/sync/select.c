@@ -140,7 +140,8 @@ int np_select(np_select_case *cases, int n, int64_t deadline)
             np__wq_push(cases[i].op == NP_SEND ? &ch[i]->sendq : &ch[i]->recvq, &nodes[i]);
     }
     np__wait_arm(r, deadline);
-    unsigned st = np__wait_park(r, unlock_all, &s);
+    static const np__park_site site = { "np_select", "chans", NP__ON_WREC };
+    unsigned st = np__wait_park(r, unlock_all, &s, &site, NULL);
 
     /* Pass 3: the nodes that did not win are still queued (or were dropped
      * by a waker that found the word claimed). */

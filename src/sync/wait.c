@@ -162,7 +162,8 @@ typedef struct trec {
 } trec;
 
 static void tr_ready(np__waiter *w);
-static void tr_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags);
+static void tr_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags,
+                    const np__park_site *site, const void *obj);
 static const np__waiter_ops thread_rec_ops = { .ready = tr_ready, .park = tr_park };
 
 static trec *tr_of_waiter(np__waiter *w)
@@ -200,9 +201,12 @@ static void tr_sleep(trec *tr, int64_t deadline)
 
 static bool claim_expired(np__wrec *r, uint64_t seq, unsigned *was);
 
-static void tr_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags)
+static void tr_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags,
+                    const np__park_site *site, const void *obj)
 {
     (void)flags;
+    (void)site; /* np_dump lists tasks only */
+    (void)obj;
     trec *tr = tr_of_waiter(w);
     atomic_store_explicit(&tr->token, 0, memory_order_relaxed);
     if (!commit(w, arg)) {
@@ -359,6 +363,7 @@ void np__wait_arm(np__wrec *r, int64_t deadline)
     if (tr) /* a thread: its park keeps the deadline too */
         tr->deadline = deadline > 0 ? deadline : 0;
     r->timer_armed = deadline > 0;
+    r->deadline = deadline > 0 ? deadline : 0;
     if (deadline > 0)
         np__timer_set(&r->timer, deadline, expire, r, (uintptr_t)np__wait_seq(r));
 }
@@ -384,10 +389,16 @@ static bool commit(np__waiter *self, void *p)
                                           WORD(NP__W_SEQ(open), NP__W_PARKED));
 }
 
-unsigned np__wait_park(np__wrec *r, void (*unlock)(void *), void *arg)
+_Static_assert(NP__WREC_WAITING(NP__W_OPEN) && NP__WREC_WAITING(NP__W_PARKED) &&
+                   !NP__WREC_WAITING(NP__W_CLAIMING) && !NP__WREC_WAITING(NP__W_DONE) &&
+                   !NP__WREC_WAITING(NP__W_TIMEDOUT),
+               "waitrec.h's NP__WREC_WAITING must match the claim states");
+
+unsigned np__wait_park(np__wrec *r, void (*unlock)(void *), void *arg,
+                       const np__park_site *site, const void *obj)
 {
     commit_arg c = { r, unlock, arg };
-    np__waiter_park(r->waiter, commit, &c, 0);
+    np__waiter_park_in(r->waiter, commit, &c, 0, site, obj);
     uint64_t w;
     /* A waker that won before the commit may still be writing. */
     while (NP__W_STATE(w = atomic_load_explicit(&r->claim, memory_order_acquire)) ==

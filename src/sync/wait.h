@@ -158,8 +158,10 @@ bool np__wait_expired(np__wrec *r);
 
 /* Parks until claimed or expired; unlock(arg) runs in the commit, after
  * the switch, to release the queue locks. Returns DONE or TIMEDOUT; on
- * DONE the outcome is in the winning node. Stops the timer. */
-unsigned np__wait_park(np__wrec *r, void (*unlock)(void *), void *arg);
+ * DONE the outcome is in the winning node. Stops the timer. site and obj
+ * say what the wait is for (np_dump; site->on is NP__ON_WREC or _NONE). */
+unsigned np__wait_park(np__wrec *r, void (*unlock)(void *), void *arg,
+                       const np__park_site *site, const void *obj);
 
 /* Readies the waiter of a claimed node (after the claimer's locks are
  * released). */

@@ -96,7 +96,8 @@ int np_waitgroup_wait(np_waitgroup *pw, int64_t deadline)
     np__wnode n = { .rec = r, .seq = np__wait_seq(r) };
     np__wq_push(&wg->q, &n);
     np__wait_arm(r, deadline);
-    if (np__wait_park(r, np__spin_unlock_cb, &wg->qlock) == NP__W_DONE)
+    static const np__park_site site = { "np_waitgroup_wait", "waitgroup", NP__ON_WREC };
+    if (np__wait_park(r, np__spin_unlock_cb, &wg->qlock, &site, wg) == NP__W_DONE)
         return 0;
     np__spin_lock(&wg->qlock);
     np__wq_unlink(&wg->q, &n);
