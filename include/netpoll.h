@@ -53,8 +53,21 @@ typedef struct np_config {
     size_t stack_size; /* bytes per task stack; 0 = 256 KiB. Rounded up to a
                         * page; at least 16 KiB, at most 1 GiB. Pages are
                         * committed only when touched; below each stack is a
-                        * guard page, and overflowing into it aborts with a
-                        * message naming the cause. The library installs a
+                        * guard region of 64 KiB and a page, and overflowing
+                        * into it aborts with a message naming the cause. A
+                        * single frame larger than 64 KiB (a big local
+                        * array) could jump the guard and write over other
+                        * memory: build code with such frames with
+                        * -fstack-clash-protection, which makes them touch
+                        * every page in order. Guard regions cost no memory;
+                        * on Linux >= 6.13 (MADV_GUARD_INSTALL) up to 64
+                        * stacks share one kernel mapping, so a million
+                        * tasks can be parked at once; elsewhere each stack
+                        * is two mappings and vm.max_map_count (65,530 by
+                        * default) lets about 30,000 tasks hold a stack at
+                        * once, the rest waiting to start. The environment
+                        * variable NP_STACK_GUARD=mapping forces the latter
+                        * layout. The library installs a
                         * SIGSEGV handler for that while np_run runs; faults
                         * that are not overflows go to the handler the
                         * program had before (chained), and when np_run

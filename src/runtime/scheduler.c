@@ -99,7 +99,7 @@ void np__sched_fill_stats(np_stats *o)
     o->handoffs = 0; /* no hand-off yet (issue 14) */
     o->stalls = 0;
     int64_t stacks = (int64_t)atomic_load(&np__sched.mapped) - (int64_t)atomic_load(&np__sched.unmapped);
-    size_t per = np__sched.stack_size + np__page_size();
+    size_t per = np__sched.stack_size + np__stack_guard_size();
     o->stack_bytes_mapped = stacks * (int64_t)per;
     /* Stacks in the cold pool gave their memory back; the rest may hold
      * it, up to their whole size (an upper bound: untouched pages are not

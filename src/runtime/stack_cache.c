@@ -3,7 +3,6 @@
  * and tasks that wait for a stack (np__sched.stackwait).
  */
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "base/np_assert.h"
@@ -21,11 +20,10 @@
  * they are unmapped. So a burst of 10,000 finished tasks does not keep
  * 10,000 stacks resident.
  *
- * Each stack is two mappings (guard + stack) and the kernel allows
- * vm.max_map_count of them per process, so at most stack_budget tasks may
- * hold a stack at once; a task that would go over waits, unstarted, on
- * np__sched.stackwait until another task finishes. Unstarted tasks hold no
- * stack.
+ * At most np__stack_budget tasks may hold a stack at once (np__stacks_max:
+ * the kernel's vm.max_map_count bounds the fallback layout's stacks); a
+ * task that would go over waits, unstarted, on np__sched.stackwait until
+ * another task finishes. Unstarted tasks hold no stack.
  */
 
 static bool registry_add(np__task *t)
@@ -97,15 +95,17 @@ static np__stack *stack_alloc(worker *w)
         w->nhot--;
         return st;
     }
-    pthread_mutex_lock(&np__sched.lock);
-    st = np__sched.cold;
-    if (st) {
-        np__sched.cold = st->next;
-        np__sched.ncold--;
+    if (np__stack_layout() == NP__STACK_MAPPED) { /* the cold pool */
+        pthread_mutex_lock(&np__sched.lock);
+        st = np__sched.cold;
+        if (st) {
+            np__sched.cold = st->next;
+            np__sched.ncold--;
+        }
+        pthread_mutex_unlock(&np__sched.lock);
+        if (st)
+            return st;
     }
-    pthread_mutex_unlock(&np__sched.lock);
-    if (st)
-        return st;
     st = np__stack_map(np__sched.stack_size);
     if (st)
         atomic_fetch_add(&np__sched.mapped, 1);
@@ -118,12 +118,22 @@ static void stack_unmap(np__stack *st)
     atomic_fetch_add(&np__sched.unmapped, 1);
 }
 
+/* Beyond the warm pool, with the CARVED layout a stack goes back to its
+ * chunk, which keeps the memory of a few free slots, releases the rest in
+ * batches and unmaps the chunk when it is empty (stack.c); a stack mapped
+ * on its own there (the advice refused) is unmapped. With the MAPPED
+ * layout the stack has its memory released and waits in the cold pool, or
+ * is unmapped. */
 static void stack_free(worker *w, np__stack *st)
 {
     if (w->nhot < HOT_STACKS) {
         st->next = w->hot;
         w->hot = st;
         w->nhot++;
+        return;
+    }
+    if (np__stack_layout() == NP__STACK_CARVED) {
+        stack_unmap(st);
         return;
     }
     np__stack_release_memory(st);
@@ -198,20 +208,10 @@ static void free_structs(np__task *t)
     }
 }
 
-/* How many tasks may hold a stack at once: each stack is two mappings of
- * the vm.max_map_count the kernel allows; leave room for everything else. */
+/* How many tasks may hold a stack at once (stack.h). */
 int64_t np__stack_budget(void)
 {
-    int64_t maps = 65530;
-    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-    if (f) {
-        long long v;
-        if (fscanf(f, "%lld", &v) == 1 && v > 0)
-            maps = v;
-        fclose(f);
-    }
-    int64_t b = maps / 2 - 2048;
-    return b < 256 ? 256 : b;
+    return np__stacks_max(np__sched.stack_size);
 }
 
 /* At the end of a run: every task has finished; unmaps the pooled stacks

@@ -1,10 +1,7 @@
-/* Task stacks and the annotated switch. See task.h. */
-#include <errno.h>
+/* Task structs and the annotated switch. See task.h. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "base/np_assert.h"
 #include "runtime/sanitizer.h"
@@ -15,14 +12,6 @@
 _Static_assert(offsetof(np__task, target_worker) + sizeof(int) <= 64,
                "np__task: the fields read to resume a task must fit its first cache line");
 #endif
-
-size_t np__page_size(void)
-{
-    static size_t ps;
-    if (!ps)
-        ps = (size_t)sysconf(_SC_PAGESIZE);
-    return ps;
-}
 
 static size_t round_up(size_t n, size_t to)
 {
@@ -76,62 +65,6 @@ void np__task_free_struct(np__task *t)
     np__timer_destroy(&t->sleep_timer);
     np__timer_destroy(&t->wrec.timer);
     free(t);
-}
-
-np__stack *np__stack_map(size_t stack_size)
-{
-    size_t ps = np__page_size();
-    size_t head = round_up(sizeof(np__stack), 64);
-    /* The header shares the top page with the start of the stack, so a
-     * shallow task touches one page, not two. */
-    size_t map_size = ps + round_up(stack_size + head, ps);
-    char *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (map == MAP_FAILED)
-        return NULL;
-    if (mprotect(map, ps, PROT_NONE) != 0) {
-        munmap(map, map_size);
-        return NULL;
-    }
-    np__stack *s = (np__stack *)(map + map_size - head);
-    memset(s, 0, sizeof *s);
-    s->map = map;
-    s->map_size = map_size;
-    s->info.bottom = map + ps;
-    s->info.size = (size_t)((char *)s - (map + ps));
-#ifdef NP_VALGRIND
-    s->valgrind_id = VALGRIND_STACK_REGISTER(s->info.bottom, (char *)s);
-#endif
-#ifdef NP_TSAN
-    /* One ThreadSanitizer fiber per stack, reused by each task that runs on
-     * it (a fiber is a whole thread state to ThreadSanitizer: far too dear
-     * per task). Reuse is sound because a task ends with its fiber's shadow
-     * call stack empty: the frames that never return (the task's entry and
-     * its last switch) are not instrumented. */
-    s->info.tsan_fiber = __tsan_create_fiber(0);
-#endif
-    return s;
-}
-
-void np__stack_unmap(np__stack *s)
-{
-#ifdef NP_TSAN
-    __tsan_destroy_fiber(s->info.tsan_fiber);
-#endif
-#ifdef NP_VALGRIND
-    VALGRIND_STACK_DEREGISTER(s->valgrind_id);
-#endif
-    munmap(s->map, s->map_size);
-}
-
-void np__stack_release_memory(np__stack *s)
-{
-    /* Everything below the page holding the header. */
-    size_t ps = np__page_size();
-    char *lo = (char *)s->info.bottom;
-    char *hi = (char *)((uintptr_t)s & ~(uintptr_t)(ps - 1));
-    if (hi > lo)
-        madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
 }
 
 void np__task_start_on(np__task *t, np__stack *s, void (*entry)(void *))

@@ -1,19 +1,10 @@
 /* Tasks: stackful coroutines.
  *
  * A task is a small struct (np__task) plus, once it has started running, a
- * stack. Stacks are separate mappings, pooled and reused; a task that is
- * queued but has not run yet holds none, so spawning many tasks costs little
- * and a stack freed by one task is warm for the next:
- *
- *   map                                                      map + map_size
- *   +-------------+----------------------------------------+-------------+
- *   | guard page  |  stack (grows down)  <---------------- | np__stack   |
- *   | PROT_NONE   |  bottom ............... bottom + size  | (header)    |
- *   +-------------+----------------------------------------+-------------+
- *
- * Running off the bottom of the stack hits the guard page; the SIGSEGV
- * handler (on an alternate stack) recognises the address and aborts with a
- * message that says so.
+ * stack. Stacks are pooled and reused; a task that is queued but has not run
+ * yet holds none, so spawning many tasks costs little and a stack freed by
+ * one task is warm for the next. Stacks, their guard regions and their
+ * layouts are stack.h's.
  *
  * Every switch goes through np__task_switch, which tells AddressSanitizer,
  * ThreadSanitizer and valgrind about the change of stack.
@@ -28,25 +19,10 @@
 
 #include "runtime/context.h"
 #include "runtime/sanitizer.h"
+#include "runtime/stack.h"
 #include "pd/timer.h"
 #include "pd/waiter.h"
 #include "pd/waitrec.h"
-
-/* What the sanitizers need to know about a stack we switch to. */
-typedef struct np__stackinfo {
-    const void *bottom; /* lowest usable address */
-    size_t size;
-    void *tsan_fiber;   /* ThreadSanitizer's fiber for this context */
-} np__stackinfo;
-
-/* A stack mapping; the header sits at its top. */
-typedef struct np__stack {
-    np__stackinfo info;       /* usable area, and its ThreadSanitizer fiber */
-    void *map;                /* the whole mapping, guard page included */
-    size_t map_size;
-    unsigned valgrind_id;     /* valgrind's stack registration */
-    struct np__stack *next;   /* pool links */
-} np__stack;
 
 typedef struct np__task np__task;
 
@@ -93,20 +69,9 @@ struct np__task {
     _Atomic uintptr_t sleep_seq;
 };
 
-/* The system's page size (cached). */
-size_t np__page_size(void);
-
 /* Task structs. */
 np__task *np__task_new_struct(void);        /* NULL on failure */
 void np__task_free_struct(np__task *t);
-
-/* Maps a stack of stack_size usable bytes (rounded to pages) with its guard
- * page. NULL on failure. */
-np__stack *np__stack_map(size_t stack_size);
-void np__stack_unmap(np__stack *s);
-
-/* Hands the memory of an idle stack back to the OS, keeping the mapping. */
-void np__stack_release_memory(np__stack *s);
 
 /* Every task struct made while a runtime runs, newest first, for np_dump
  * and the gdb script: a list readers walk without a lock (from a signal
@@ -141,13 +106,15 @@ NP_NO_TSAN void np__task_exit_switch(np__ctx *from, np__ctx *to, const np__stack
  * that started it. */
 void np__task_started(void);
 
-/* Whether addr is in the guard page of the stack t runs on. */
+/* Whether addr is in the guard region of the stack t runs on (all of it:
+ * the slot from its start up to the stack's bottom). Async-signal-safe. */
 static inline bool np__task_in_guard(const np__task *t, const void *addr)
 {
-    if (!t->stk)
+    const np__stack *s = t->stk;
+    if (!s)
         return false;
-    const char *a = addr, *m = t->stk->map;
-    return a >= m && a < (const char *)t->stk->info.bottom;
+    const char *a = addr, *m = s->map;
+    return a >= m && a < (const char *)s->info.bottom;
 }
 
 #endif
