@@ -67,7 +67,11 @@ typedef struct np_config {
                         * default) lets about 30,000 tasks hold a stack at
                         * once, the rest waiting to start. The environment
                         * variable NP_STACK_GUARD=mapping forces the latter
-                        * layout. The library installs a
+                        * layout; use it in a process you mean to copy with
+                        * gdb's generate-core-file (gcore), which stops
+                        * copying a mapping at its first guard page and so
+                        * would leave the task stacks out. The library
+                        * installs a
                         * SIGSEGV handler for that while np_run runs; faults
                         * that are not overflows go to the handler the
                         * program had before (chained), and when np_run
