@@ -1,13 +1,14 @@
 /* echo_server — the smallest useful netpoll server: it sends back whatever
  * each client sends.
  *
- *   echo_server [-w WORKERS] [-t IDLE_SECONDS] [ADDRESS]
+ *   echo_server [-w WORKERS] [-t IDLE_SECONDS] [-m STALL_MS|off] [ADDRESS]
  *
  * ADDRESS defaults to 127.0.0.1:7777; port 0 picks a free port. Once the
  * server accepts connections it prints exactly one line to stdout,
  * "listening on ADDRESS" (with the real port), which scripts wait for.
  * WORKERS is the number of worker threads (default 0: one per CPU). With -t,
- * a connection that sends nothing for IDLE_SECONDS is closed. SIGINT or
+ * a connection that sends nothing for IDLE_SECONDS is closed. -m sets
+ * np_config.stall_ns ("off": no stall monitor; bench/stall compares). SIGINT or
  * SIGTERM stops the server cleanly: it stops accepting, closes the open
  * connections and exits 0; a second signal exits at once.
  *
@@ -173,19 +174,23 @@ int main(int argc, char **argv)
 {
     np_config cfg = {0};
     int opt;
-    while ((opt = getopt(argc, argv, "w:t:h")) != -1) {
+    while ((opt = getopt(argc, argv, "w:t:m:h")) != -1) {
         switch (opt) {
         case 'w': cfg.workers = (int)number(optarg, "worker count"); break;
         case 't': idle_timeout = number(optarg, "idle timeout") * NP_SECOND; break;
+        case 'm': /* the stall monitor: -m off (bench/stall's control), or
+                   * -m MILLISECONDS */
+            cfg.stall_ns = strcmp(optarg, "off") == 0 ? -1 : number(optarg, "stall ms") * NP_MILLISECOND;
+            break;
         default:
-            fprintf(stderr, "usage: echo_server [-w WORKERS] [-t IDLE_SECONDS] [ADDRESS]\n");
+            fprintf(stderr, "usage: echo_server [-w WORKERS] [-t IDLE_SECONDS] [-m STALL_MS|off] [ADDRESS]\n");
             return 2;
         }
     }
     if (optind < argc)
         listen_addr = argv[optind++];
     if (optind < argc) {
-        fprintf(stderr, "usage: echo_server [-w WORKERS] [-t IDLE_SECONDS] [ADDRESS]\n");
+        fprintf(stderr, "usage: echo_server [-w WORKERS] [-t IDLE_SECONDS] [-m STALL_MS|off] [ADDRESS]\n");
         return 2;
     }
 

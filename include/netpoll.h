@@ -106,7 +106,32 @@ typedef struct np_config {
                         * The handler is installed by np_run and the previous
                         * one put back when it returns. SIGSEGV, SIGKILL,
                         * SIGSTOP or no signal number: -EINVAL. */
+    int64_t stall_ns;  /* a task that keeps its worker's thread longer than
+                        * this without a scheduling point (an np_ call that
+                        * parks, yields, or readies or starts a task) — in
+                        * sleep(3), a blocking library call, a long
+                        * computation — no longer holds up that worker's
+                        * other tasks, timers or the poller: a monitor
+                        * thread hands the worker's queue to another thread
+                        * (starting one if none is spare), as Go's sysmon
+                        * retakes a P. The task itself runs on, undisturbed;
+                        * at its next scheduling point it is queued like any
+                        * other task and its thread becomes a spare. Each
+                        * such stall is counted (np_stats.stalls, .handoffs)
+                        * and reported on stderr, one line a second at most,
+                        * naming the function the task was started with.
+                        * 0 = 10 ms; < 0 = no monitor (a stuck task holds up
+                        * its worker, as in libuv). At most
+                        * NP_HANDOFF_THREADS threads beyond `workers` run
+                        * tasks; once all of them are stuck, further stalls
+                        * are reported but not handed off. Spare threads
+                        * stay until np_run returns. Still, np_offload is
+                        * the way for a call known to block: a hand-off
+                        * costs stall_ns of delay first. */
 } np_config;
+
+/* Threads beyond np_config.workers that may run tasks: see stall_ns. */
+#define NP_HANDOFF_THREADS 128
 
 /* Starts the runtime (cfg may be NULL for defaults), runs main_task(arg) as a
  * task, and returns 0 once main_task and every task started since have
@@ -488,10 +513,13 @@ typedef struct np_stats {
     int64_t tasks_started;  /* since np_run began, the main task included */
     int     workers;
     int     workers_idle;   /* asleep, or blocked in the poller */
-    int     threads;        /* the runtime's OS threads: workers and offload pool */
+    int     threads;        /* the runtime's OS threads: those that run tasks
+                             * (workers, and spares started for hand-offs),
+                             * the stall monitor, and the offload pool */
     int64_t polls, steals;  /* network polls by workers; tasks stolen between them */
-    int64_t handoffs, stalls; /* always 0 for now: the hand-off of a stalled
-                             * worker's queue (issue 14) is not built yet */
+    int64_t handoffs, stalls; /* stalls: tasks seen keeping their worker's
+                             * thread past np_config.stall_ns; handoffs: of
+                             * those, the worker queues moved to another thread */
     int64_t conns_open, listeners_open; /* handles made and not yet closed
                              * (datagram sockets and adopted fds are conns) */
     int64_t timers_pending; /* set and not yet fired or stopped: sleeps,

@@ -24,14 +24,15 @@
 #
 # Environment: DURATION (s, default 5), WARMUP (s, 1), REPEAT (3),
 #   CONNS ("100 1000"), SERVERS ("epoll netpoll go libuv"; also "epoll-s":
-#   the epoll server stopping after a short read), SIZE (512),
+#   the epoll server stopping after a short read, and "netpoll-nomon":
+#   netpoll without its stall monitor, bench/stall's control), SIZE (512),
 #   SERVER_CPU (0), LOAD_CPU (1), MAX_OTHER (10), RETRIES (2).
 # Beside the figures: the server's and the load generator's CPU use (% of
 # one CPU) and "other CPU %", busy time of the machine charged to neither
 # (other processes). A run whose "other CPU %" is over MAX_OTHER is done
 # again, up to RETRIES times; if it stays disturbed the last one is kept
 # and counted in the "disturbed" column.
-# Writes the table, notes and raw lines to bench/results/echo.md.
+# Writes the table, notes and raw lines to bench/results/echo.md (or OUT).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -102,6 +103,7 @@ elif [ ! -x "$netpoll_bin" ]; then
     note "netpoll skipped: $netpoll_bin was not built"
 else
     have[netpoll]=1
+    have[netpoll-nomon]=1
 fi
 
 if command -v go >/dev/null; then
@@ -129,6 +131,7 @@ server_cmd() { # name -> command line, in the array cmd
         epoll) cmd=("$tmp/epoll_echo" 127.0.0.1:0) ;;
         epoll-s) cmd=("$tmp/epoll_echo" -s 127.0.0.1:0) ;;
         netpoll) cmd=("$netpoll_bin" -w 1 127.0.0.1:0) ;;
+        netpoll-nomon) cmd=("$netpoll_bin" -w 1 -m off 127.0.0.1:0) ;;
         go) cmd=("$tmp/go_echo" 127.0.0.1:0) ;;
         libuv) cmd=("$tmp/uv_echo" 127.0.0.1:0) ;;
         *) die "unknown server $1" ;;
@@ -279,5 +282,5 @@ mkdir -p "$root/bench/results"
         cat "$tmp/raw.disturbed"
         echo '```'
     fi
-} >"$root/bench/results/echo.md"
-echo "(written to bench/results/echo.md)" >&2
+} >"${OUT:-$root/bench/results/echo.md}"
+echo "(written to ${OUT:-bench/results/echo.md})" >&2

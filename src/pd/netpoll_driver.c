@@ -27,11 +27,21 @@
 static pthread_mutex_t poll_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int64_t poll_until;
 
+static void (*_Atomic earlier_hook)(int64_t when);
+
+void np__netpoll_on_earlier_timer(void (*fn)(int64_t when))
+{
+    atomic_store(&earlier_hook, fn);
+}
+
 static void kick(int64_t when)
 {
     int64_t u = atomic_load(&poll_until);
     if (u != 0 && when < u)
         np__poller_wake();
+    void (*hook)(int64_t) = atomic_load_explicit(&earlier_hook, memory_order_relaxed);
+    if (hook)
+        hook(when);
 }
 
 int np__netpoll_init(void)

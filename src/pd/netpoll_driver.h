@@ -15,6 +15,11 @@
 int  np__netpoll_init(void);
 void np__netpoll_fini(void);
 
+/* Also told when a timer is set earlier than any other in its shard (after
+ * the poller is woken if need be): the runtime's monitor, which makes busy
+ * workers look at due timers (NULL: nobody). */
+void np__netpoll_on_earlier_timer(void (*fn)(int64_t when));
+
 /* One round. block: wait for an event, a wake or the next timer (capped at
  * `until` if that is earlier; INT64_MAX for no cap); otherwise just look.
  * At most max events are taken (the rest stay with the kernel for the next

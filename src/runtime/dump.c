@@ -47,7 +47,7 @@
 
 #define RD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define MAX_FRAMES 48
-#define MAX_RUNNING 1024 /* scheduler.c's MAX_WORKERS */
+#define MAX_RUNNING (1024 + NP_HANDOFF_THREADS) /* threads that run tasks, at most */
 
 /* ---- output ------------------------------------------------------------------ */
 
@@ -187,12 +187,26 @@ static void put_frames(dumper *d, uintptr_t pc, uintptr_t fp, uintptr_t lo, uint
         put(&d->o, "    (no frames could be read)\n");
 }
 
+/* The worker t runs on; NOT_RUNNING, or NO_WORKER: t runs on a thread
+ * whose worker was handed to another thread while t kept it (handoff.h). */
+#define NOT_RUNNING (-1)
+#define NO_WORKER (-2)
 static int running_on(const dumper *d, const np__task *t)
 {
     for (int i = 0; i < d->nrun; i++)
         if (d->run[i] == t)
             return d->run_on[i];
-    return -1;
+    return NOT_RUNNING;
+}
+
+static void put_running(dumper *d, int w)
+{
+    if (w == NO_WORKER) {
+        put(&d->o, "running (stalled: its worker was handed to another thread)");
+        return;
+    }
+    put(&d->o, "running on worker ");
+    put_i(&d->o, w);
 }
 
 /* Whether t, parked at site on obj, is still waiting (or was readied and
@@ -317,16 +331,14 @@ NP_NO_TSAN static bool dump_task(dumper *d, np__task *t)
     put(o, "): ");
     int w = running_on(d, t);
     if (t == d->self) {
-        put(o, "running on worker ");
-        put_i(o, w);
+        put_running(d, w);
         put(o, " (it called np_dump)\n");
         uintptr_t lo = (uintptr_t)__builtin_frame_address(0);
         put_frames(d, 0, lo, lo, (uintptr_t)RD(t->stack.bottom) + RD(t->stack.size), true);
         return true;
     }
-    if (w >= 0) {
-        put(o, "running on worker ");
-        put_i(o, w);
+    if (w != NOT_RUNNING) {
+        put_running(d, w);
         if (t == d->interrupted) {
             put(o, " (interrupted by the dump signal)\n");
             uintptr_t hi = (uintptr_t)RD(t->stack.bottom) + RD(t->stack.size);
@@ -403,11 +415,12 @@ static int dump(int fd, const void *uc)
         d.self = NULL;
     }
     int nw = np__sched_workers();
-    for (int i = 0; i < nw && d.nrun < MAX_RUNNING; i++) {
-        np__task *t = np__sched_running_on(i);
+    for (int i = 0; i < np__sched_threads() && d.nrun < MAX_RUNNING; i++) {
+        int on;
+        np__task *t = np__sched_running_on(i, &on);
         if (t) {
             d.run[d.nrun] = t;
-            d.run_on[d.nrun++] = i;
+            d.run_on[d.nrun++] = on >= 0 ? on : NO_WORKER;
         }
     }
     put(&d.o, "netpoll: np_dump: ");

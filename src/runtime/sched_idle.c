@@ -31,9 +31,10 @@
 #include "poller/poller.h"
 #include "runtime/sched_internal.h"
 
-static void futex_wait(_Atomic uint32_t *word, uint32_t val)
+void np__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
 {
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+    struct timespec rel = { .tv_sec = ns / NP_SECOND, .tv_nsec = ns % NP_SECOND };
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, ns >= 0 ? &rel : NULL, NULL, 0);
 #ifdef NP_TSAN
     /* ThreadSanitizer runs a signal's handler only in or after a call it
      * intercepts, and a raw futex is not one: a signal that interrupted
@@ -44,7 +45,7 @@ static void futex_wait(_Atomic uint32_t *word, uint32_t val)
 #endif
 }
 
-static void futex_wake(_Atomic uint32_t *word)
+void np__futex_wake(_Atomic uint32_t *word)
 {
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
@@ -79,7 +80,7 @@ static bool unidle(worker *w)
 void np__wake_worker(worker *w)
 {
     atomic_store(&w->wake_word, 1);
-    futex_wake(&w->wake_word);
+    np__futex_wake(&w->wake_word);
 }
 
 /* Something became runnable: make sure some worker will look. */
@@ -163,7 +164,7 @@ static void wait_for_wake(worker *w)
 {
     atomic_fetch_add(&np__sched.sleeps, 1);
     while (atomic_load(&w->wake_word) == 0)
-        futex_wait(&w->wake_word, 0);
+        np__futex_wait(&w->wake_word, 0, -1);
     atomic_store(&w->wake_word, 0);
     w->spinning = true; /* the waker counted us in nspinning */
 }

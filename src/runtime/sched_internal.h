@@ -14,6 +14,7 @@
 #include "netpoll.h"
 #include "pd/waiter.h"
 #include "runtime/context.h"
+#include "runtime/handoff.h"
 #include "runtime/idle_stack.h"
 #include "runtime/runq.h"
 #include "runtime/sanitizer.h"
@@ -25,15 +26,13 @@
 
 enum { AFTER_NONE, AFTER_PARK, AFTER_YIELD, AFTER_EXIT, AFTER_MIGRATE };
 
+/* A worker (Go's P): the queues and caches one thread at a time runs
+ * tasks from. Which thread, and whether it may be taken from it, is `own`
+ * (handoff.h); everything else here belongs to that thread while it holds
+ * the worker, except what says otherwise. */
 typedef struct worker {
     int id;
-    pthread_t thread;
-    np__ctx sched_ctx;          /* this worker's scheduler context */
-    np__stackinfo sched_stack;
-    np__task *current;          /* running task, NULL in the scheduler */
     uint32_t schedtick;
-    int pending;                /* AFTER_*: what the next context must do */
-    np__task *pending_task;
     bool spinning;
     bool delivering;            /* inside a network poll: readied tasks queue FIFO */
     int delivered;              /* how many, this poll */
@@ -46,20 +45,53 @@ typedef struct worker {
     np__task *free_tasks;       /* free task structs */
     int nfree_tasks;
 
-    _Atomic uint32_t wake_word; /* futex: 1 = woken */
+    _Atomic uint32_t wake_word; /* futex: 1 = woken (its thread sleeps on it) */
     struct worker *idle_next;   /* under np__sched.lock */
     bool on_idle;               /* under np__sched.lock */
     np__task *inbox;            /* under np__sched.lock: migrated tasks (test hook) */
     _Atomic int has_inbox;
+    _Atomic int timers_due;     /* set by the monitor: look at the timers */
 
     uint32_t rand;
-    char *altstack;
+
+    /* The ownership word (handoff.h), on a line of its own: the monitor
+     * reads it, the holding thread writes it at every switch. */
+    _Alignas(64) _Atomic uint64_t own;
+    uint64_t mon_word;          /* the monitor's: `own` as last seen, */
+    int64_t mon_since;          /* and since when */
 } __attribute__((aligned(64))) worker;
+
+/* A thread that runs tasks (Go's M): its scheduler context, the task it
+ * runs, and the worker it holds (NULL for a spare, or once the monitor
+ * took the worker away). The first nworkers start with worker i each;
+ * more are started by the monitor for hand-offs, up to max_threads. */
+typedef struct sched_thread {
+    int idx;                    /* in np__sched.threads; in `own` words */
+    bool joinable;              /* started with pthread_create (not np_run's caller) */
+    pthread_t thread;
+    np__ctx sched_ctx;          /* this thread's scheduler context */
+    np__stackinfo sched_stack;
+    np__task *current;          /* running task, NULL in the scheduler */
+    int pending;                /* AFTER_*: what the next context must do */
+    np__task *pending_task;
+    worker *p;                  /* the worker it holds or lent, or NULL */
+    bool lent;                  /* p is lent to the running task's code */
+    uint64_t lent_word;         /* the LENT word it stored */
+    _Atomic uint32_t wake_word; /* a spare sleeps on it: 1 = woken */
+    worker *_Atomic given;      /* a worker handed to this spare */
+    struct sched_thread *spare_next; /* under np__sched.lock */
+    char *altstack;
+} __attribute__((aligned(64))) sched_thread;
 
 struct np__sched_state {
     _Atomic int running;        /* np_run in progress */
     int nworkers;
     worker *workers;
+    sched_thread *threads;      /* max_threads of them; nthreads started */
+    int max_threads;
+    _Atomic int nthreads;
+    sched_thread *spare;        /* under lock: threads waiting for a worker */
+    int nspare;
     size_t stack_size;
 
     pthread_mutex_t lock;       /* global queue, idle list, cold stacks */
@@ -90,6 +122,16 @@ struct np__sched_state {
     np__task **reg;
     size_t nreg, capreg;
     int64_t idle_stack_ns;      /* 0: off */
+
+    /* The monitor (monitor.c). */
+    int64_t stall_ns;           /* < 0: no monitor */
+    pthread_t monitor;
+    bool monitor_running;
+    _Atomic int monitor_stop;
+    _Atomic uint32_t monitor_word; /* futex: its sleep between looks */
+    _Atomic int64_t monitor_until; /* when it looks next (a timer due
+                                    * earlier wakes it: monitor.c) */
+    _Atomic int64_t stalls, handoffs;
     _Atomic int64_t sweep_next; /* time of the next pass */
     _Atomic int sweep_wanted;   /* the last pass saw parked stacks still resident */
     _Atomic int sweeping;
@@ -98,17 +140,65 @@ extern struct np__sched_state np__sched;
 
 /* initial-exec: read by the SIGSEGV handler, which must not go through
  * __tls_get_addr (not async-signal-safe in a dlopen'd library). */
-extern _Thread_local worker *np__tls_worker __attribute__((tls_model("initial-exec")));
+extern _Thread_local sched_thread *np__tls_thread __attribute__((tls_model("initial-exec")));
 
-/* Not inlined, and opaque to the optimiser: a task may resume on another
- * thread after any switch, so nothing may reuse a thread-local address
- * computed before one. One copy per unit that calls it. */
-__attribute__((noinline, unused)) static worker *me(void)
+/* The running thread, NULL on a plain thread. Not inlined, and opaque to
+ * the optimiser: a task may resume on another thread after any switch, so
+ * nothing may reuse a thread-local address computed before one. One copy
+ * per unit that calls it. */
+__attribute__((noinline, unused)) static sched_thread *me(void)
 {
-    worker *w = np__tls_worker;
-    __asm__ volatile("" : "+r"(w));
-    return w;
+    sched_thread *m = np__tls_thread;
+    __asm__ volatile("" : "+r"(m));
+    return m;
 }
+
+/* ---- the hand-off (handoff.h) ---------------------------------------------- */
+
+/* Into a task's code after a switch: the worker may be taken from now on.
+ * A new sequence number: the monitor sees a new stretch begin. */
+static inline void p_lend_switched(sched_thread *m)
+{
+    worker *w = m->p;
+    if (!w)
+        return; /* a thread that lost its worker runs its task on without one */
+    uint64_t v = (atomic_load_explicit(&w->own, memory_order_relaxed) + NP__OWN_SEQ_ONE) | NP__OWN_LENT;
+    m->lent_word = v;
+    m->lent = true;
+    atomic_store_explicit(&w->own, v, memory_order_release);
+}
+
+/* Back into the same task's code after a call that did not switch: the
+ * same stretch goes on (a task that keeps readying others is still one
+ * stall). */
+static inline void p_lend_same(sched_thread *m)
+{
+    if (!m->p)
+        return;
+    m->lent = true;
+    atomic_store_explicit(&m->p->own, m->lent_word, memory_order_release);
+}
+
+/* At a scheduling point of the running task: takes the worker back. NULL
+ * if the monitor took it meanwhile; m then never touches it again. */
+static inline worker *p_hold(sched_thread *m)
+{
+    if (!m->lent)
+        return m->p; /* in the scheduler already, or no worker */
+    m->lent = false;
+    uint64_t lent = m->lent_word;
+    if (atomic_compare_exchange_strong_explicit(&m->p->own, &lent, lent & ~NP__OWN_LENT,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return m->p;
+    m->p = NULL;
+    return NULL;
+}
+
+/* ---- futexes ------------------------------------------------------------------ */
+
+/* Sleeps while *word == val, at most ns (< 0: no limit). */
+void np__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns);
+void np__futex_wake(_Atomic uint32_t *word);
 
 /* Called by a plain thread around anything that touches the workers, so
  * that np_run cannot free them underneath it. */
@@ -176,8 +266,17 @@ np__task *np__go_idle(worker *w);
 
 extern const np__waiter_ops np__task_ops;
 void np__task_entry(void *arg);
-void np__worker_run(worker *w);
+void np__thread_init(sched_thread *m);   /* on the thread, before it runs tasks */
+void np__thread_run(sched_thread *m);    /* runs tasks until the run ends */
+void np__thread_fini(sched_thread *m);
 void *np__worker_thread(void *arg);
+
+/* ---- the monitor and spare threads (monitor.c) ------------------------------ */
+
+int np__monitor_start(void);
+void np__monitor_stop(void);
+bool np__spare_wait(sched_thread *m);
+void np__spares_release_locked(void);
 
 /* ---- task structs and stacks (stack_cache.c) ---------------------------- */
 

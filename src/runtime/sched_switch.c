@@ -34,8 +34,24 @@
 static void task_ready(np__waiter *wt)
 {
     np__task *t = (np__task *)wt;
-    worker *w = me();
-    if (w && w->delivering) {
+    sched_thread *m = me();
+    if (!m) {
+        foreign_enter();
+        np__global_put(t);
+        np__wakep();
+        foreign_leave();
+        return;
+    }
+    bool was_lent = m->lent;
+    worker *w = p_hold(m); /* from a task's code: take the worker back for this */
+    if (!w) {
+        /* This thread's worker was handed to another thread while its task
+         * kept it (handoff.h): queue like a plain thread. */
+        np__global_put(t);
+        np__wakep();
+        return;
+    }
+    if (w->delivering) {
         /* A poll's batch goes to the tail in the order the kernel reported
          * it, behind what was already queued (Go's injectglist): runnext
          * would let each arrival jump the queue and push the one before it
@@ -47,32 +63,28 @@ static void task_ready(np__waiter *wt)
         w->delivered++;
         return;
     }
-    if (w) {
-        runq_put(w, t, true);
-        np__wakep();
-        return;
-    }
-    foreign_enter();
-    np__global_put(t);
+    runq_put(w, t, true);
+    if (was_lent)
+        p_lend_same(m);
     np__wakep();
-    foreign_leave();
 }
 
-static void switch_away(worker *w, np__task *cur, int action);
+static void switch_away(sched_thread *m, np__task *cur, int action);
 
 static void task_park(np__waiter *wt, np__commit_fn commit, void *arg, unsigned flags,
                       const np__park_site *site, const void *obj)
 {
     np__task *t = (np__task *)wt;
-    worker *w = me();
-    np__assert(w && w->current == t);
+    sched_thread *m = me();
+    np__assert(m && m->current == t);
     t->commit = commit;
     t->commit_arg = arg;
     t->park_flags = flags;
     t->park_site = site; /* np_dump */
     t->park_obj = obj;
     t->park_since = np__coarse_now();
-    switch_away(w, t, AFTER_PARK);
+    p_hold(m);
+    switch_away(m, t, AFTER_PARK);
     t->park_site = NULL;
 }
 
@@ -80,13 +92,27 @@ const np__waiter_ops np__task_ops = { .ready = task_ready, .park = task_park };
 
 /* ---- switching ------------------------------------------------------------- */
 
-/* The deferred half of a switch: runs in the context that got control. */
-static void after_switch(worker *w)
+/* t goes back in the queues: on the thread's worker, or (the worker was
+ * taken from this thread) the global queue. */
+static void requeue(worker *w, np__task *t, bool next)
 {
-    int what = w->pending;
-    np__task *t = w->pending_task;
-    w->pending = AFTER_NONE;
-    w->pending_task = NULL;
+    if (w) {
+        runq_put(w, t, next);
+        return;
+    }
+    np__global_put(t);
+    np__wakep();
+}
+
+/* The deferred half of a switch: runs in the context that got control on
+ * thread m, with m's worker held (or none: m lost it, handoff.h). */
+static void after_switch(sched_thread *m)
+{
+    int what = m->pending;
+    np__task *t = m->pending_task;
+    worker *w = m->p;
+    m->pending = AFTER_NONE;
+    m->pending_task = NULL;
     switch (what) {
     case AFTER_NONE:
         break;
@@ -96,10 +122,14 @@ static void after_switch(worker *w)
             np__sweep_wanted_again();
         }
         if (!t->commit(&t->waiter, t->commit_arg))
-            runq_put(w, t, true); /* the event came first: run again */
+            requeue(w, t, true); /* the event came first: run again */
+        else if (!w)
+            np__wakep(); /* as a plain thread's park: some worker must watch
+                          * the poller and the timers for it, and all may be
+                          * asleep (this thread is about to be a spare) */
         break;
     case AFTER_YIELD:
-        runq_put(w, t, false);
+        requeue(w, t, false);
         break;
     case AFTER_EXIT:
         np__task_recycle(w, t);
@@ -149,7 +179,8 @@ static void prefetch_next(worker *w)
  * the scheduler context looks: also every SCHED_TICK picks, for fairness). */
 static np__task *pick_local(worker *w)
 {
-    if (++w->schedtick % SCHED_TICK == 0 || atomic_load_explicit(&w->has_inbox, memory_order_relaxed))
+    if (++w->schedtick % SCHED_TICK == 0 || atomic_load_explicit(&w->has_inbox, memory_order_relaxed) ||
+        atomic_load_explicit(&w->timers_due, memory_order_relaxed))
         return NULL;
     /* A plain load first: the exchange is a locked instruction, and
      * runnext is empty on most picks (yields, spawns). */
@@ -168,25 +199,29 @@ static np__task *pick_local(worker *w)
 }
 
 /* Leaves the running task `cur` for the next local task or the scheduler,
- * with `action` to be done for cur once off its stack. */
-static void switch_away(worker *w, np__task *cur, int action)
+ * with `action` to be done for cur once off its stack. The caller holds
+ * m's worker (p_hold), or m has none left: then the scheduler context
+ * queues cur globally and m becomes a spare. */
+static void switch_away(sched_thread *m, np__task *cur, int action)
 {
-    w->pending = action;
-    w->pending_task = cur;
-    np__task *next = pick_local(w);
+    m->pending = action;
+    m->pending_task = cur;
+    np__task *next = m->p ? pick_local(m->p) : NULL;
     np__ctx *to;
     const np__stackinfo *si;
     if (next) {
         to = &next->ctx;
         si = &next->stack;
     } else {
-        to = &w->sched_ctx;
-        si = &w->sched_stack;
+        to = &m->sched_ctx;
+        si = &m->sched_stack;
     }
-    w->current = next;
+    m->current = next;
     np__task_switch(&cur->ctx, to, si, false);
-    /* Resumed, maybe on another worker: look it up again. */
-    after_switch(me());
+    /* Resumed, maybe on another thread: look it up again. */
+    m = me();
+    after_switch(m);
+    p_lend_switched(m);
 }
 
 /* A task's first and outermost frame. It never returns, so it is not
@@ -196,16 +231,19 @@ NP_NO_TSAN void np__task_entry(void *arg)
 {
     np__task *t = arg;
     np__task_started();
-    after_switch(me());
+    sched_thread *m = me();
+    after_switch(m);
+    p_lend_switched(m);
     t->fn(t->arg);
-    worker *w = me();
-    w->pending = AFTER_EXIT;
-    w->pending_task = t;
-    np__task *next = pick_local(w);
-    w->current = next;
+    m = me();
+    worker *w = p_hold(m);
+    m->pending = AFTER_EXIT;
+    m->pending_task = t;
+    np__task *next = w ? pick_local(w) : NULL;
+    m->current = next;
     if (next)
         np__task_exit_switch(&t->ctx, &next->ctx, &next->stack);
-    np__task_exit_switch(&t->ctx, &w->sched_ctx, &w->sched_stack);
+    np__task_exit_switch(&t->ctx, &m->sched_ctx, &m->sched_stack);
 }
 
 /* ---- finding work --------------------------------------------------------- */
@@ -243,6 +281,8 @@ static np__task *find_runnable(worker *w)
             return found(w, t);
         /* Due timers first, whatever else is queued (as Go's checkTimers):
          * a busy worker must not make sleepers and deadlines late. */
+        if (atomic_load_explicit(&w->timers_due, memory_order_relaxed))
+            atomic_store_explicit(&w->timers_due, 0, memory_order_relaxed);
         np__timers_run_due(NULL);
         if (w->schedtick % SCHED_TICK == 0) {
             /* Fairness: the global queue and the network before the local
@@ -280,60 +320,86 @@ static np__task *find_runnable(worker *w)
     }
 }
 
-/* ---- workers --------------------------------------------------------------- */
+/* ---- threads --------------------------------------------------------------- */
 
-void np__worker_run(worker *w)
+void np__thread_init(sched_thread *m)
 {
-    np__tls_worker = w;
-    np__stackinfo_of_thread(&w->sched_stack);
-    w->altstack = malloc(ALTSTACK_SIZE);
-    if (w->altstack) {
-        stack_t ss = { .ss_sp = w->altstack, .ss_size = ALTSTACK_SIZE };
+    np__tls_thread = m;
+    np__stackinfo_of_thread(&m->sched_stack);
+    m->altstack = malloc(ALTSTACK_SIZE);
+    if (m->altstack) {
+        stack_t ss = { .ss_sp = m->altstack, .ss_size = ALTSTACK_SIZE };
         sigaltstack(&ss, NULL);
     }
+}
+
+void np__thread_fini(sched_thread *m)
+{
+    if (m->altstack) {
+        stack_t ss = { .ss_flags = SS_DISABLE };
+        sigaltstack(&ss, NULL);
+        free(m->altstack);
+        m->altstack = NULL;
+    }
+    np__tls_thread = NULL;
+}
+
+/* Runs tasks from m's worker until the run ends; without a worker (lost to
+ * a hand-off, or a spare from the start), waits to be handed one. */
+void np__thread_run(sched_thread *m)
+{
     for (;;) {
-        after_switch(w);
+        after_switch(m);
+        worker *w = m->p;
+        if (!w) {
+            if (!np__spare_wait(m))
+                break;
+            continue;
+        }
         np__task *t = find_runnable(w);
         if (!t)
             break;
         if (!ensure_stack(w, t))
             continue;
         np__idle_stack_resume(t);
-        w->current = t;
-        np__task_switch(&w->sched_ctx, &t->ctx, &t->stack, false);
+        m->current = t;
+        np__task_switch(&m->sched_ctx, &t->ctx, &t->stack, false);
     }
-    if (w->altstack) {
-        stack_t ss = { .ss_flags = SS_DISABLE };
-        sigaltstack(&ss, NULL);
-        free(w->altstack);
-        w->altstack = NULL;
-    }
-    np__tls_worker = NULL;
 }
 
 void *np__worker_thread(void *arg)
 {
-    np__worker_run(arg);
+    sched_thread *m = arg;
+    np__thread_init(m);
+    np__thread_run(m);
+    np__thread_fini(m);
     return NULL;
 }
 
 void np_yield(void)
 {
-    worker *w = me();
-    np__task *t = w ? w->current : NULL;
+    sched_thread *m = me();
+    np__task *t = m ? m->current : NULL;
     if (!t) {
         sched_yield();
         return;
     }
+    worker *w = p_hold(m);
+    if (!w) {
+        switch_away(m, t, AFTER_YIELD); /* to the global queue; m becomes a spare */
+        return;
+    }
     if (t->target_worker >= 0) {
-        switch_away(w, t, AFTER_MIGRATE);
+        switch_away(m, t, AFTER_MIGRATE);
         return;
     }
     /* Nobody else here to run (and no fairness check due): carry on. */
     if (np__runq_len(&w->runq) == 0 && !atomic_load(&w->runnext) &&
-        (w->schedtick + 1) % SCHED_TICK != 0 && !atomic_load(&w->has_inbox)) {
+        (w->schedtick + 1) % SCHED_TICK != 0 && !atomic_load(&w->has_inbox) &&
+        !atomic_load_explicit(&w->timers_due, memory_order_relaxed)) {
         w->schedtick++;
+        p_lend_switched(m); /* a scheduling point all the same */
         return;
     }
-    switch_away(w, t, AFTER_YIELD);
+    switch_away(m, t, AFTER_YIELD);
 }

@@ -37,22 +37,23 @@
 #define MAX_WORKERS 1024
 #define DEFAULT_OFFLOAD_THREADS 64
 #define MAX_OFFLOAD_THREADS 4096
+#define DEFAULT_STALL_NS (10 * NP_MILLISECOND)
 
 struct np__sched_state np__sched = { .reg_lock = PTHREAD_MUTEX_INITIALIZER,
                                      .lock = PTHREAD_MUTEX_INITIALIZER };
 
-_Thread_local worker *np__tls_worker;
+_Thread_local sched_thread *np__tls_thread;
 
 np__task *np__sched_current_task(void)
 {
-    worker *w = me();
-    return w ? w->current : NULL;
+    sched_thread *m = me();
+    return m ? m->current : NULL;
 }
 
 int np__sched_worker_id(void)
 {
-    worker *w = me();
-    return w ? w->id : -1;
+    sched_thread *m = me();
+    return m && m->p ? m->p->id : -1;
 }
 
 int np__sched_workers(void)
@@ -93,11 +94,11 @@ void np__sched_fill_stats(np_stats *o)
     o->tasks_started = atomic_load_explicit(&np__sched.spawned, memory_order_relaxed);
     o->workers = np__sched.nworkers;
     o->workers_idle = idle + polling;
-    o->threads = np__sched.nworkers + np__offload_threads();
+    o->threads = atomic_load(&np__sched.nthreads) + (np__sched.stall_ns >= 0) + np__offload_threads();
     o->polls = (int64_t)atomic_load(&np__sched.polls);
     o->steals = (int64_t)atomic_load(&np__sched.steals);
-    o->handoffs = 0; /* no hand-off yet (issue 14) */
-    o->stalls = 0;
+    o->handoffs = atomic_load(&np__sched.handoffs);
+    o->stalls = atomic_load(&np__sched.stalls);
     int64_t stacks = (int64_t)atomic_load(&np__sched.mapped) - (int64_t)atomic_load(&np__sched.unmapped);
     size_t per = np__sched.stack_size + np__stack_guard_size();
     o->stack_bytes_mapped = stacks * (int64_t)per;
@@ -176,6 +177,7 @@ void np__task_done(void)
         np__idle_unlink_locked(w);
         np__wake_worker(w);
     }
+    np__spares_release_locked();
     pthread_mutex_unlock(&np__sched.lock);
     np__poller_wake();
 }
@@ -187,12 +189,15 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     int64_t idle_stack_ns = cfg ? cfg->idle_stack_ns : 0;
     int offload_threads = cfg ? cfg->offload_threads : 0;
     int dump_signal = cfg ? cfg->dump_signal : 0;
+    int64_t stall_ns = cfg ? cfg->stall_ns : 0;
     if (!main_task || nworkers < 0 || nworkers > MAX_WORKERS || idle_stack_ns < 0 ||
         offload_threads < 0 || offload_threads > MAX_OFFLOAD_THREADS ||
         !np__dump_signal_valid(dump_signal))
         return -EINVAL;
     if (offload_threads == 0)
         offload_threads = DEFAULT_OFFLOAD_THREADS;
+    if (stall_ns == 0)
+        stall_ns = DEFAULT_STALL_NS;
     if (stack == 0)
         stack = DEFAULT_STACK_SIZE;
     if (stack < MIN_STACK_SIZE || stack > MAX_STACK_SIZE)
@@ -218,10 +223,27 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
         goto out_netpoll;
     }
     memset(np__sched.workers, 0, sizeof(worker) * (size_t)nworkers);
+    int max_threads = nworkers + NP_HANDOFF_THREADS;
+    np__sched.threads = aligned_alloc(64, sizeof(sched_thread) * (size_t)max_threads);
+    if (!np__sched.threads) {
+        rc = -ENOMEM;
+        goto out_workers;
+    }
+    memset(np__sched.threads, 0, sizeof(sched_thread) * (size_t)max_threads);
+    /* Thread i starts out holding worker i. */
     for (int i = 0; i < nworkers; i++) {
         np__sched.workers[i].id = i;
         np__sched.workers[i].rand = (uint32_t)i * 2654435761u + 1;
+        atomic_store(&np__sched.workers[i].own, np__own_held(i, 0));
+        np__sched.threads[i].idx = i;
+        np__sched.threads[i].p = &np__sched.workers[i];
     }
+    np__sched.max_threads = max_threads;
+    np__sched.spare = NULL;
+    np__sched.nspare = 0;
+    np__sched.stall_ns = stall_ns;
+    atomic_store(&np__sched.stalls, 0);
+    atomic_store(&np__sched.handoffs, 0);
     np__sched.nworkers = nworkers;
     np__sched.stack_size = stack;
     np__sched.stack_budget = np__stack_budget();
@@ -250,14 +272,24 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
 
     int started = 1;
     for (; started < nworkers; started++) {
-        if (pthread_create(&np__sched.workers[started].thread, NULL, np__worker_thread, &np__sched.workers[started]) != 0)
+        sched_thread *m = &np__sched.threads[started];
+        if (pthread_create(&m->thread, NULL, np__worker_thread, m) != 0)
             break;
+        m->joinable = true;
     }
     if (started < nworkers)
         np__sched.nworkers = started; /* run with what we got */
-    np__worker_run(&np__sched.workers[0]);
-    for (int i = 1; i < started; i++)
-        pthread_join(np__sched.workers[i].thread, NULL);
+    atomic_store(&np__sched.nthreads, started);
+    if (np__monitor_start() < 0)
+        np__sched.stall_ns = -1; /* run without: a stuck task holds up its worker */
+    np__thread_init(&np__sched.threads[0]);
+    np__thread_run(&np__sched.threads[0]);
+    np__thread_fini(&np__sched.threads[0]);
+    /* The monitor first: it may start threads until it stops. */
+    np__monitor_stop();
+    for (int i = 1; i < atomic_load(&np__sched.nthreads); i++)
+        if (np__sched.threads[i].joinable)
+            pthread_join(np__sched.threads[i].thread, NULL);
 
     /* Every task has finished; plain threads may still be leaving np_go. */
     atomic_store(&np__thread_park_hook, NULL);
@@ -280,6 +312,9 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     np__sched.idle_stack_ns = 0;
     rc = 0;
 out_workers:
+    free(np__sched.threads);
+    np__sched.threads = NULL;
+    atomic_store(&np__sched.nthreads, 0);
     free(np__sched.workers);
     np__sched.workers = NULL;
     np__sched.nworkers = 0;
@@ -294,8 +329,10 @@ int np_go(void (*fn)(void *), void *arg)
 {
     if (!fn)
         return -EINVAL;
-    worker *w = me();
-    if (!w)
+    sched_thread *m = me();
+    bool was_lent = m && m->lent;
+    worker *w = m ? p_hold(m) : NULL; /* NULL: a plain thread, or the worker was taken */
+    if (!m)
         foreign_enter();
     int rc = 0;
     int64_t n = atomic_load(&np__sched.ntasks);
@@ -318,7 +355,9 @@ int np_go(void (*fn)(void *), void *arg)
         np__global_put(t);
     np__wakep();
 out:
-    if (!w)
+    if (was_lent && w)
+        p_lend_same(m);
+    if (!m)
         foreign_leave();
     return rc;
 }
@@ -400,7 +439,15 @@ int np_sleep(int64_t ns)
 
 /* The task worker i runs now. Read with no synchronisation, like the rest
  * of a dump (dump.c): the answer may be stale by the time it is used. */
-NP_NO_TSAN np__task *np__sched_running_on(int i)
+int np__sched_threads(void)
 {
-    return __atomic_load_n(&np__sched.workers[i].current, __ATOMIC_RELAXED);
+    return atomic_load(&np__sched.running) ? atomic_load(&np__sched.nthreads) : 0;
+}
+
+NP_NO_TSAN np__task *np__sched_running_on(int i, int *on)
+{
+    sched_thread *m = &np__sched.threads[i];
+    worker *w = __atomic_load_n(&m->p, __ATOMIC_RELAXED);
+    *on = w ? w->id : -1;
+    return __atomic_load_n(&m->current, __ATOMIC_RELAXED);
 }

@@ -37,10 +37,13 @@ void np__sched_on_stop(void (*fn)(void));
  * resumes there). Returns -EINVAL for a bad id, -EPERM outside a task. */
 int np__sched_yield_to(int id);
 
-/* np_dump (dump.c): the task worker i (0 .. np__sched_workers() - 1)
- * runs now, or NULL; read without synchronisation, so possibly stale. The
- * caller holds the runtime (np__runtime_enter). */
-np__task *np__sched_running_on(int i);
+/* np_dump (dump.c): the task thread i (0 .. np__sched_threads() - 1) runs
+ * now, or NULL, and in *on the worker it runs on (-1: the thread's
+ * worker was handed off while the task kept the thread); read without
+ * synchronisation, so possibly stale. The caller holds the runtime
+ * (np__runtime_enter). */
+int np__sched_threads(void);
+np__task *np__sched_running_on(int i, int *on);
 
 /* Statistics for tests and benchmarks. */
 typedef struct np__sched_stats {

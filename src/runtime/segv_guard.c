@@ -47,8 +47,8 @@ static _Thread_local char *segv_outer __attribute__((tls_model("initial-exec")))
 
 static void on_segv(int sig, siginfo_t *si, void *uctx)
 {
-    worker *w = np__tls_worker;
-    np__task *t = w ? w->current : NULL;
+    sched_thread *m = np__tls_thread;
+    np__task *t = m ? m->current : NULL;
     if (t && np__task_in_guard(t, si->si_addr)) {
         static const char msg[] =
             "netpoll: fatal: task stack overflow: the task ran past the end of its stack "

@@ -73,9 +73,10 @@ static np__task *task_struct_alloc(worker *w)
     return t;
 }
 
+/* w may be NULL: a thread whose worker was taken (handoff.h). */
 static void task_struct_free(worker *w, np__task *t)
 {
-    if (w->nfree_tasks < HOT_TASKS) {
+    if (w && w->nfree_tasks < HOT_TASKS) {
         t->next = w->free_tasks;
         w->free_tasks = t;
         w->nfree_tasks++;
@@ -126,7 +127,7 @@ static void stack_unmap(np__stack *st)
  * is unmapped. */
 static void stack_free(worker *w, np__stack *st)
 {
-    if (w->nhot < HOT_STACKS) {
+    if (w && w->nhot < HOT_STACKS) {
         st->next = w->hot;
         w->hot = st;
         w->nhot++;

@@ -13,6 +13,10 @@
 #   * the liveness formula [] (parked -> <> !parked) holds (-DLTL, pan -a),
 #   * every deliberately broken variant (BROKEN=1..4) IS reported as wrong;
 #     for 1..3 the invalid-end-state check alone (pan -A) must catch it too.
+#   handoff:
+#   * the correct model (a processor retaken by the monitor and handed to a
+#     spare thread) has no errors and no unreachable code,
+#   * every mutant (MUTANT=1..4) IS caught, by the property it breaks.
 #   chan:
 #   * every scenario (SCENARIO=1..4) of the correct model has no errors,
 #     searched exhaustively, and the liveness formula holds (-DLTL, pan -a;
@@ -30,7 +34,7 @@
 # missing.  Runs in a private temp dir; works from any cwd.  Independent
 # checks run in parallel, JOBS at a time (default 2).
 #
-# Usage: bash tests/model/check.sh [-v] [pollsem] [chan]
+# Usage: bash tests/model/check.sh [-v] [pollsem] [chan] [handoff]
 #        (-v prints pan's full output; naming models checks only those)
 
 # The check functions are called through check(): not unreachable.
@@ -43,16 +47,18 @@ here=$(cd -- "$here" && pwd) || exit 1
 verbose=0
 do_pollsem=0
 do_chan=0
+do_handoff=0
 for arg in "$@"; do
 	case $arg in
 	-v) verbose=1 ;;
 	pollsem) do_pollsem=1 ;;
 	chan) do_chan=1 ;;
-	*) echo "usage: bash $src [-v] [pollsem] [chan]" >&2; exit 2 ;;
+	handoff) do_handoff=1 ;;
+	*) echo "usage: bash $src [-v] [pollsem] [chan] [handoff]" >&2; exit 2 ;;
 	esac
 done
-if [ "$do_pollsem" = 0 ] && [ "$do_chan" = 0 ]; then
-	do_pollsem=1; do_chan=1
+if [ "$do_pollsem" = 0 ] && [ "$do_chan" = 0 ] && [ "$do_handoff" = 0 ]; then
+	do_pollsem=1; do_chan=1; do_handoff=1
 fi
 JOBS=${JOBS:-2}
 
@@ -65,7 +71,7 @@ if ! command -v "$CC" >/dev/null 2>&1; then
 	echo "check.sh: C compiler '$CC' not found; skipping" >&2
 	exit 77
 fi
-for m in pollsem chan; do
+for m in pollsem chan handoff; do
 	if [ ! -r "$here/$m.pml" ]; then
 		echo "check.sh: cannot read $here/$m.pml" >&2
 		exit 1
@@ -153,11 +159,12 @@ expect_clean() {
 		echo "FAIL [$name] search was truncated (depth bound too small)"
 		return 1
 	fi
-	if [ "${5:-}" = unreached ]; then
-		# Every actor except the Monitor (whose assertions must stay
+	if [ "${5:-}" = unreached ] || [ "${5:-}" = hunreached ]; then
+		# Every actor except pollsem's Monitor (whose assertions must stay
 		# unreached) has to report "(0 of N states)".
-		local p bad=0
-		for p in Waiter Poller Closer Timer Setter; do
+		local p bad=0 actors="Waiter Poller Closer Timer Setter"
+		[ "$5" = hunreached ] && actors="Thread Monitor"
+		for p in $actors; do
 			if ! printf '%s\n' "$out" |
 				sed -n "/unreached in proctype $p\$/{n;p;}" | grep -q '(0 of '; then
 				echo "FAIL [$name] proctype $p has unreachable code:"
@@ -296,6 +303,19 @@ if [ "$do_chan" = 1 ]; then
 	check chan-literal2 expect_caught chan-literal2 "-DSCENARIO=4 -DSPEC_DONE_NO_UNLINK -DNO_RETURN_CHECK" \
 		"$QUICK" "$CPAN" "" 'ndead'
 	echo "-- chan.pml"
+	collect
+fi
+
+# ---- handoff.pml ----------------------------------------------------------
+# Small (about 10^5 states): every check takes about a second.
+if [ "$do_handoff" = 1 ]; then
+	model="$here/handoff.pml"
+	check handoff    expect_clean  handoff    ""            "$SAFE"  "$PAN" hunreached
+	check handoff-m1 expect_caught handoff-m1 "-DMUTANT=1"  "$QUICK" "$PAN" "" 'kind==.*owner==me|inside==1'
+	check handoff-m2 expect_caught handoff-m2 "-DMUTANT=2"  "$QUICK" "$PAN" "" 'kind==.*owner==me|inside==1'
+	check handoff-m3 expect_caught handoff-m3 "-DMUTANT=3"  "$QUICK" "$PAN" "" 'invalid end state'
+	check handoff-m4 expect_caught handoff-m4 "-DMUTANT=4"  "$QUICK" "$PAN" "" 'invalid end state'
+	echo "-- handoff.pml"
 	collect
 fi
 

@@ -1,0 +1,325 @@
+/* The monitor: a thread that retakes a worker from a thread stuck in one
+ * task and hands it to a spare thread (the protocol: handoff.h), and the
+ * spare threads themselves.
+ *
+ * Every stall_ns / 2 the monitor reads each worker's ownership word. A word
+ * that is LENT and the same as the last look, for stall_ns or more, is a
+ * stall: the worker's thread has run one task all that time without a
+ * scheduling point. The monitor counts it, prints one line on stderr (at
+ * most one a second: the task, the function it started with, how long),
+ * and moves the worker to a spare thread, starting one if none waits and
+ * the bound allows (NP_HANDOFF_THREADS beyond the workers).
+ *
+ * Spare threads wait on their own futex word. The monitor gives one a
+ * worker (thread->p) before its CAS and wakes it after; the end of the run
+ * wakes them all with none, and they exit.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/np_assert.h"
+#include "pd/netpoll_driver.h"
+#include "pd/timer.h"
+#include "runtime/backtrace.h"
+#include "runtime/handoff.h"
+#include "runtime/sched_internal.h"
+
+#define REPORT_EVERY NP_SECOND /* one stall line a second, at most */
+
+/* ---- spare threads ---------------------------------------------------------- */
+
+/* Sleeps until woken with a worker (true: m now holds it) or woken at the
+ * end of the run (false). The wake word is consumed before `given` is read,
+ * and the monitor sets `given` before the word, so no hand-off is missed. */
+static bool spare_sleep(sched_thread *m)
+{
+    for (;;) {
+        while (atomic_exchange(&m->wake_word, 0) == 0)
+            np__futex_wait(&m->wake_word, 0, -1);
+        worker *w = atomic_exchange_explicit(&m->given, NULL, memory_order_acquire);
+        if (w) {
+            uint64_t own = atomic_load_explicit(&w->own, memory_order_acquire);
+            np__assert((own & NP__OWN_LENT) == 0 && np__own_thread(own) == m->idx);
+            m->p = w;
+            return true;
+        }
+        if (atomic_load(&np__sched.done))
+            return false;
+    }
+}
+
+/* Puts m on the spare list, unless the run is ending: then wakes it to exit. */
+static void spare_put(sched_thread *m)
+{
+    pthread_mutex_lock(&np__sched.lock);
+    if (atomic_load(&np__sched.done)) {
+        atomic_store(&m->wake_word, 1);
+        np__futex_wake(&m->wake_word);
+    } else {
+        m->spare_next = np__sched.spare;
+        np__sched.spare = m;
+        np__sched.nspare++;
+    }
+    pthread_mutex_unlock(&np__sched.lock);
+}
+
+/* m lost its worker (or never had one): waits to be handed one (true), or
+ * for the end of the run (false). */
+bool np__spare_wait(sched_thread *m)
+{
+    spare_put(m);
+    return spare_sleep(m);
+}
+
+/* The end of the run (under np__sched.lock, done set): every spare thread
+ * wakes and exits. */
+void np__spares_release_locked(void)
+{
+    while (np__sched.spare) {
+        sched_thread *m = np__sched.spare;
+        np__sched.spare = m->spare_next;
+        np__sched.nspare--;
+        atomic_store(&m->wake_word, 1);
+        np__futex_wake(&m->wake_word);
+    }
+}
+
+/* A thread started by the monitor: it starts out as a spare, already taken
+ * off the list (by the monitor, which is about to hand it a worker). */
+static void *spare_thread(void *arg)
+{
+    sched_thread *m = arg;
+    np__thread_init(m);
+    if (spare_sleep(m))
+        np__thread_run(m);
+    np__thread_fini(m);
+    return NULL;
+}
+
+/* A spare thread for a hand-off, off the list: one waiting, or a new one
+ * while the bound allows. NULL if none. */
+static sched_thread *spare_get(void)
+{
+    sched_thread *m = NULL;
+    pthread_mutex_lock(&np__sched.lock);
+    if (np__sched.spare) {
+        m = np__sched.spare;
+        np__sched.spare = m->spare_next;
+        np__sched.nspare--;
+    }
+    pthread_mutex_unlock(&np__sched.lock);
+    if (m)
+        return m;
+    int n = atomic_load(&np__sched.nthreads);
+    if (n >= np__sched.max_threads)
+        return NULL;
+    m = &np__sched.threads[n];
+    memset(m, 0, sizeof *m);
+    m->idx = n;
+    if (pthread_create(&m->thread, NULL, spare_thread, m) != 0)
+        return NULL;
+    m->joinable = true;
+    atomic_store(&np__sched.nthreads, n + 1); /* only the monitor starts threads */
+    return m;
+}
+
+/* ---- stall reports ------------------------------------------------------------ */
+
+static int64_t last_report;  /* monitor thread only */
+static long unreported;
+
+static np__syms syms; /* the monitor's: names for the reports */
+
+static void report(int wid, int64_t id, void (*fn)(void *), int64_t held_ns, bool handed)
+{
+    int64_t now = np_now();
+    if (last_report && now - last_report < REPORT_EVERY) {
+        unreported++;
+        return;
+    }
+    last_report = now;
+    char name[200] = "?";
+    if (fn) {
+        const char *sym, *module;
+        uintptr_t off;
+        np__syms_init(&syms);
+        np__symbolize(&syms, (uintptr_t)fn, false, &sym, &module, &off);
+        if (sym)
+            snprintf(name, sizeof name, "%s+0x%lx", sym, (unsigned long)off);
+        else
+            snprintf(name, sizeof name, "%s+0x%lx", module ? module : "?", (unsigned long)off);
+        np__syms_fini(&syms);
+    }
+    char line[400];
+    int len = snprintf(line, sizeof line,
+                       "netpoll: stall: task %lld (%s) has held worker %d's thread for %lld ms%s%s",
+                       (long long)id, name, wid, (long long)(held_ns / NP_MILLISECOND),
+                       handed ? "; its queue moved to another thread" : "; no thread to hand its queue to",
+                       unreported ? "" : "\n");
+    if (unreported && len > 0 && (size_t)len < sizeof line)
+        len += snprintf(line + len, sizeof line - (size_t)len, " (%ld more stall%s in the last second)\n",
+                        unreported, unreported == 1 ? "" : "s");
+    unreported = 0;
+    if (len > 0) {
+        ssize_t rc = write(2, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+        (void)rc;
+    }
+}
+
+/* ---- the monitor ------------------------------------------------------------------ */
+
+/* The id and start function of the task thread m runs: for the report,
+ * read with no synchronisation (m may switch tasks meanwhile; task structs
+ * are never freed while the runtime runs, so the read is safe, and at worst
+ * names the task that came next). */
+NP_NO_TSAN static void (*running_task(sched_thread *m, int64_t *id))(void *)
+{
+    np__task *t = __atomic_load_n(&m->current, __ATOMIC_RELAXED);
+    *id = t ? __atomic_load_n(&t->id, __ATOMIC_RELAXED) : 0;
+    return t ? __atomic_load_n(&t->fn, __ATOMIC_RELAXED) : NULL;
+}
+
+/* Takes w, seen LENT with `word` for held_ns, from its thread; hands it to
+ * a spare thread. */
+static void retake(worker *w, uint64_t word, int64_t held_ns)
+{
+    atomic_fetch_add(&np__sched.stalls, 1);
+    int64_t id;
+    void (*fn)(void *) = running_task(&np__sched.threads[np__own_thread(word)], &id);
+    sched_thread *m = spare_get();
+    if (!m) {
+        report(w->id, id, fn, held_ns, false);
+        return;
+    }
+    atomic_store_explicit(&m->given, w, memory_order_relaxed);
+    uint64_t held = np__own_held(m->idx, word + NP__OWN_SEQ_ONE);
+    if (!atomic_compare_exchange_strong_explicit(&w->own, &word, held, memory_order_acq_rel,
+                                                 memory_order_relaxed)) {
+        atomic_store_explicit(&m->given, NULL, memory_order_relaxed);
+        spare_put(m); /* the task moved on meanwhile: no stall after all */
+        return;
+    }
+    atomic_fetch_add(&np__sched.handoffs, 1);
+    atomic_store(&m->wake_word, 1); /* after `given` (release): see spare_sleep */
+    np__futex_wake(&m->wake_word);
+    report(w->id, id, fn, held_ns, true);
+}
+
+/* Looks at each worker: a lent one seen with the same word for stall_ns is
+ * retaken. Returns whether some worker is lent (runs a task). */
+static bool look_for_stalls(int64_t now)
+{
+    bool busy = false;
+    for (int i = 0; i < np__sched.nworkers; i++) {
+        worker *w = &np__sched.workers[i];
+        uint64_t word = atomic_load_explicit(&w->own, memory_order_relaxed);
+        if (!(word & NP__OWN_LENT)) {
+            w->mon_word = 0;
+            continue;
+        }
+        busy = true;
+        if (np__sched.stall_ns < 0)
+            continue;
+        if (word != w->mon_word) {
+            w->mon_word = word;
+            w->mon_since = now;
+            continue;
+        }
+        /* Lent with no switch since mon_since: the task started at least
+         * that long ago (and at most a period more). */
+        if (now - w->mon_since >= np__sched.stall_ns) {
+            retake(w, word, now - w->mon_since);
+            w->mon_word = 0;
+        }
+    }
+    return busy;
+}
+
+/* Timers on time (issue 14): a worker runs due timers whenever it enters
+ * its scheduler, but a busy one may go a long time without (its tasks
+ * switching among themselves, SCHED_TICK picks between looks). While no
+ * worker is blocked in the poller (which wakes for the next timer), the
+ * monitor sleeps until the next timer at the latest and then tells every
+ * busy worker to look at the timers at its next switch. Returns how long
+ * to sleep, at most `period`. */
+static int64_t timers_due(int64_t now, bool busy, int64_t period)
+{
+    /* A timer set from here on, earlier than this, wakes us (monitor_kick):
+     * announced before the timers are read, so that the setter either sees
+     * it or we see its timer (both seq_cst). */
+    atomic_store(&np__sched.monitor_until, np__add_sat(now, period));
+    int64_t next = np__timers_next();
+    if (!busy || atomic_load(&np__sched.polling)) {
+        /* The timers are some idle worker's: no kicks until we look again. */
+        atomic_store(&np__sched.monitor_until, 0);
+        return period;
+    }
+    if (next == INT64_MAX)
+        return period;
+    if (next > now)
+        return next - now < period ? next - now : period;
+    for (int i = 0; i < np__sched.nworkers; i++) {
+        worker *w = &np__sched.workers[i];
+        if (atomic_load_explicit(&w->own, memory_order_relaxed) & NP__OWN_LENT)
+            atomic_store_explicit(&w->timers_due, 1, memory_order_relaxed);
+    }
+    return period;
+}
+
+/* A timer was set earlier than any other in its shard. */
+static void monitor_kick(int64_t when)
+{
+    if (when < atomic_load(&np__sched.monitor_until) && atomic_exchange(&np__sched.monitor_word, 1) == 0)
+        np__futex_wake(&np__sched.monitor_word);
+}
+
+static void *monitor_thread(void *arg)
+{
+    (void)arg;
+    int64_t stall = np__sched.stall_ns;
+    int64_t period = stall / 2 > 100 * NP_MICROSECOND ? stall / 2 : 100 * NP_MICROSECOND;
+    last_report = 0;
+    unreported = 0;
+    int64_t wait = period;
+    while (!atomic_load(&np__sched.monitor_stop)) {
+        np__futex_wait(&np__sched.monitor_word, 0, wait);
+        atomic_store(&np__sched.monitor_word, 0);
+        int64_t now = np_now();
+        bool busy = look_for_stalls(now);
+        wait = timers_due(now, busy, period);
+    }
+    return NULL;
+}
+
+int np__monitor_start(void)
+{
+    atomic_store(&np__sched.monitor_stop, 0);
+    atomic_store(&np__sched.monitor_word, 0);
+    atomic_store(&np__sched.monitor_until, 0);
+    if (np__sched.stall_ns < 0)
+        return 0;
+    int rc = pthread_create(&np__sched.monitor, NULL, monitor_thread, NULL);
+    if (rc != 0)
+        return -rc;
+    np__sched.monitor_running = true;
+    np__netpoll_on_earlier_timer(monitor_kick);
+    return 0;
+}
+
+void np__monitor_stop(void)
+{
+    if (!np__sched.monitor_running)
+        return;
+    np__netpoll_on_earlier_timer(NULL);
+    atomic_store(&np__sched.monitor_stop, 1);
+    atomic_store(&np__sched.monitor_word, 1);
+    np__futex_wake(&np__sched.monitor_word);
+    pthread_join(np__sched.monitor, NULL);
+    np__sched.monitor_running = false;
+}
