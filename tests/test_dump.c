@@ -38,7 +38,11 @@
 #include "netpoll.h"
 #include "np_test.h"
 
+#if defined(__clang__)
+#define NOINLINE __attribute__((noinline, optnone)) /* clang has no noipa */
+#else
 #define NOINLINE __attribute__((noinline, noipa))
+#endif
 
 /* External, so that every backtrace can name them. */
 void dumptest_reader(void *arg);

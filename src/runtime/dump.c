@@ -46,6 +46,7 @@
 #include "runtime/task.h"
 
 #define RD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ARD(x) atomic_load_explicit(&(x), memory_order_relaxed) /* _Atomic fields (clang) */
 #define MAX_FRAMES 48
 #define MAX_RUNNING (1024 + NP_HANDOFF_THREADS) /* threads that run tasks, at most */
 
@@ -216,14 +217,14 @@ NP_NO_TSAN static bool still_parked(np__task *t, const np__park_site *site, cons
     uintptr_t me = (uintptr_t)&t->waiter;
     switch (site->on) {
     case NP__ON_PD_READ:
-        return obj && RD(((np__pd *)obj)->rg) == me;
+        return obj && ARD(((np__pd *)obj)->rg) == me;
     case NP__ON_PD_WRITE:
-        return obj && RD(((np__pd *)obj)->wg) == me;
+        return obj && ARD(((np__pd *)obj)->wg) == me;
     case NP__ON_WREC:
     case NP__ON_FD_WREC:
-        return NP__WREC_WAITING(RD(t->wrec.claim));
+        return NP__WREC_WAITING(ARD(t->wrec.claim));
     case NP__ON_SLEEP:
-        return RD(t->sleep_sem) == me;
+        return ARD(t->sleep_sem) == me;
     default:
         return true;
     }
@@ -233,9 +234,9 @@ NP_NO_TSAN static int64_t deadline_of(np__task *t, const np__park_site *site, co
 {
     switch (site->on) {
     case NP__ON_PD_READ:
-        return obj ? RD(((np__pd *)obj)->rd_at) : 0;
+        return obj ? ARD(((np__pd *)obj)->rd_at) : 0;
     case NP__ON_PD_WRITE:
-        return obj ? RD(((np__pd *)obj)->wd_at) : 0;
+        return obj ? ARD(((np__pd *)obj)->wd_at) : 0;
     case NP__ON_WREC:
     case NP__ON_FD_WREC:
         return RD(t->wrec.deadline);

@@ -12,7 +12,11 @@
 
 #include "netpoll.h"
 
+#if defined(__clang__)
+#define NOINLINE __attribute__((noinline, optnone)) /* clang has no noipa */
+#else
 #define NOINLINE __attribute__((noinline, noipa))
+#endif
 
 void gdbtarget_reader(void *arg);
 void gdbtarget_sleeper(void *arg);
