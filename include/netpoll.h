@@ -120,8 +120,10 @@ typedef struct np_config {
                         * such stall is counted (np_stats.stalls, .handoffs)
                         * and reported on stderr, one line a second at most,
                         * naming the function the task was started with.
-                        * 0 = 10 ms; < 0 = no monitor (a stuck task holds up
-                        * its worker, as in libuv). At most
+                        * 0 = 10 ms; below 1 ms: 1 ms; < 0 = no monitor (a
+                        * stuck task holds up its worker, as in libuv; and
+                        * due timers wait for a busy worker's next look,
+                        * every 61 switches). At most
                         * NP_HANDOFF_THREADS threads beyond `workers` run
                         * tasks; once all of them are stuck, further stalls
                         * are reported but not handed off. Spare threads

@@ -389,7 +389,10 @@ NOINLINE void dumptest_ready_main(void *arg)
 
 static void readied(void)
 {
-    np_config cfg = { .workers = 1 };
+    /* No monitor: a dump that took over stall_ns (sanitizers, a loaded
+     * machine) would have the worker handed to a spare thread, which runs
+     * the reader while this task is still busy. */
+    np_config cfg = { .workers = 1, .stall_ns = -1 };
     NP_CHECK_OK(np_run(&cfg, dumptest_ready_main, NULL));
 }
 

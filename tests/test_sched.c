@@ -669,7 +669,32 @@ static void t_registers_survive_switches(void)
     NP_CHECK_OK(np_run(&c, fp_main, NULL));
 }
 
+/* ---- the migration hook after a hand-off ------------------------------------ */
+
+/* A task whose worker was handed to another thread while it computed
+ * (stall_ns 1 ms) still moves where np__sched_yield_to says (the hand-off
+ * review: it used to be queued as a plain yield, anywhere). */
+static void yield_to_after_handoff_main(void *arg)
+{
+    (void)arg;
+    for (int target = 0; target < 2; target++) {
+        int64_t until = np_now() + 30 * NP_MILLISECOND;
+        while (np_now() < until) {
+        }
+        NP_CHECK_OK(np__sched_yield_to(target));
+        NP_CHECK_EQ(np__sched_worker_id(), target);
+    }
+}
+
+static void t_yield_to_after_handoff(void)
+{
+    np_config c = cfg_workers(2);
+    c.stall_ns = NP_MILLISECOND;
+    NP_CHECK_OK(np_run(&c, yield_to_after_handoff_main, NULL));
+}
+
 NP_TEST_LIST(
+    NP_CASE(t_yield_to_after_handoff),
     NP_CASE(t_context_kind),
     NP_CASE(t_run_returns_after_all_tasks),
     NP_CASE(t_bad_config_and_misuse),

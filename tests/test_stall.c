@@ -349,6 +349,7 @@ static void many_main(void *arg)
 {
     NP_CHECK_EQ(np_go(sample_threads, NULL), 0);
     scenario_main(arg);
+    NP_CHECK_EQ(np_stats_get(&stats_at_end), 0);
 }
 
 static void t_threads_bounded(void)
@@ -365,6 +366,55 @@ static void t_threads_bounded(void)
     /* the worker's, NP_HANDOFF_THREADS more, the monitor */
     NP_CHECK_LE(atomic_load(&max_threads), 2 + NP_HANDOFF_THREADS);
     NP_CHECK_GE(atomic_load(&max_threads), 3); /* hand-offs did happen */
+    /* Each stuck task counted once, however long it waits for a thread
+     * (the main task's np_go loop may count too). */
+    printf("    stalls %lld, hand-offs %lld\n", (long long)stats_at_end.stalls,
+           (long long)stats_at_end.handoffs);
+    NP_CHECK_LE(stats_at_end.stalls, 300 + 5);
+    NP_CHECK_LE(stats_at_end.handoffs, stats_at_end.stalls);
+}
+
+/* ---- np_dump says what a stalled task does; the monitor wakes after idle -- */
+
+static char dump_text[1 << 16];
+static int64_t main_slept;
+
+static void dump_main(void *arg)
+{
+    (void)arg;
+    /* All idle for 300 ms: the monitor goes to sleep meanwhile... */
+    NP_CHECK_EQ(np_sleep(300 * NP_MILLISECOND), 0);
+    /* ... and must wake for this stall. */
+    NP_CHECK_EQ(np_waitgroup_add(&T.wg, 1), 0);
+    NP_CHECK_EQ(np_go(stall_test_sleeper, (void *)(intptr_t)(400 * 1000)), 0);
+    int64_t t0 = np_now();
+    NP_CHECK_EQ(np_sleep(200 * NP_MILLISECOND), 0); /* the ticker of this case */
+    main_slept = np_now() - t0;
+    int p[2];
+    NP_CHECK_EQ(pipe(p), 0);
+    NP_CHECK_EQ(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+    NP_CHECK_EQ(np_dump(p[1]), 0);
+    close(p[1]);
+    ssize_t n = read(p[0], dump_text, sizeof dump_text - 1);
+    dump_text[n > 0 ? n : 0] = 0;
+    close(p[0]);
+    np_waitgroup_wait(&T.wg, 0);
+}
+
+static void t_dump_shows_stalled_task(void)
+{
+    reset();
+    T.wg = (np_waitgroup)NP_WAITGROUP_INIT;
+    np_config cfg = { .workers = 1, .stall_ns = 5 * NP_MILLISECOND };
+    NP_CHECK_EQ(np_run(&cfg, dump_main, NULL), 0);
+    /* main's 200 ms sleep ended on time although the one worker's thread
+     * sat in usleep(400 ms) meanwhile: the monitor woke from its idle sleep
+     * and handed the worker on. */
+    printf("    main's np_sleep(200 ms) took %.1f ms\n", main_slept / 1e6);
+    NP_CHECK_GE(main_slept, 200 * NP_MILLISECOND);
+    NP_CHECK_LE(main_slept, (sanitized() ? 390 : 300) * NP_MILLISECOND);
+    NP_CHECK_MSG(strstr(dump_text, "stall_test_sleeper") && strstr(dump_text, "stalled: its worker was handed"),
+                 "np_dump during the stall:\n%s", dump_text);
 }
 
 /* ---- stress ----------------------------------------------------------------- */
@@ -508,4 +558,5 @@ static void t_timers_on_time_among_yielders(void)
 NP_TEST_LIST(NP_CASE(t_sleeping_task_one_worker), NP_CASE(t_spinning_task_one_worker),
              NP_CASE(t_two_sleepers_two_workers), NP_CASE(t_control_no_monitor),
              NP_CASE(t_stalled_task_goes_on), NP_CASE(t_stalls_counted_and_reported),
-             NP_CASE(t_threads_bounded), NP_CASE(t_stress), NP_CASE(t_timers_on_time_among_yielders))
+             NP_CASE(t_threads_bounded), NP_CASE(t_stress), NP_CASE(t_timers_on_time_among_yielders),
+             NP_CASE(t_dump_shows_stalled_task))

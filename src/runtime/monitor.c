@@ -186,16 +186,20 @@ NP_NO_TSAN static void (*running_task(sched_thread *m, int64_t *id))(void *)
 }
 
 /* Takes w, seen LENT with `word` for held_ns, from its thread; hands it to
- * a spare thread. */
-static void retake(worker *w, uint64_t word, int64_t held_ns)
+ * a spare thread. False if no spare thread could be had (the caller tries
+ * again at its next look); the stretch is counted and reported once. */
+static bool retake(worker *w, uint64_t word, int64_t held_ns)
 {
-    atomic_fetch_add(&np__sched.stalls, 1);
     int64_t id;
     void (*fn)(void *) = running_task(&np__sched.threads[np__own_thread(word)], &id);
     sched_thread *m = spare_get();
     if (!m) {
-        report(w->id, id, fn, held_ns, false);
-        return;
+        if (!w->mon_counted) {
+            w->mon_counted = true;
+            atomic_fetch_add(&np__sched.stalls, 1);
+            report(w->id, id, fn, held_ns, false);
+        }
+        return false;
     }
     atomic_store_explicit(&m->given, w, memory_order_relaxed);
     uint64_t held = np__own_held(m->idx, word + NP__OWN_SEQ_ONE);
@@ -203,12 +207,15 @@ static void retake(worker *w, uint64_t word, int64_t held_ns)
                                                  memory_order_relaxed)) {
         atomic_store_explicit(&m->given, NULL, memory_order_relaxed);
         spare_put(m); /* the task moved on meanwhile: no stall after all */
-        return;
+        return true;
     }
+    if (!w->mon_counted)
+        atomic_fetch_add(&np__sched.stalls, 1);
     atomic_fetch_add(&np__sched.handoffs, 1);
     atomic_store(&m->wake_word, 1); /* after `given` (release): see spare_sleep */
     np__futex_wake(&m->wake_word);
     report(w->id, id, fn, held_ns, true);
+    return true;
 }
 
 /* Looks at each worker: a lent one seen with the same word for stall_ns is
@@ -229,14 +236,13 @@ static bool look_for_stalls(int64_t now)
         if (word != w->mon_word) {
             w->mon_word = word;
             w->mon_since = now;
+            w->mon_counted = false;
             continue;
         }
         /* Lent with no switch since mon_since: the task started at least
          * that long ago (and at most a period more). */
-        if (now - w->mon_since >= np__sched.stall_ns) {
-            retake(w, word, now - w->mon_since);
+        if (now - w->mon_since >= np__sched.stall_ns && retake(w, word, now - w->mon_since))
             w->mon_word = 0;
-        }
     }
     return busy;
 }
@@ -279,20 +285,50 @@ static void monitor_kick(int64_t when)
         np__futex_wake(&np__sched.monitor_word);
 }
 
+/* Every worker idle (on the idle list, or blocked in the poller, which the
+ * next timer or event wakes): nothing to watch. Announced first, then
+ * looked at (both seq_cst); a worker leaving the idle state does the
+ * opposite (np__go_idle), so one of the two sees the other. */
+static bool all_idle(void)
+{
+    atomic_store(&np__sched.monitor_idle, 1);
+    bool idle = atomic_load(&np__sched.nidle) + atomic_load(&np__sched.polling) == np__sched.nworkers;
+    for (int i = 0; idle && i < np__sched.nworkers; i++)
+        if (atomic_load(&np__sched.workers[i].own) & NP__OWN_LENT)
+            idle = false;
+    if (!idle)
+        atomic_store(&np__sched.monitor_idle, 0);
+    return idle;
+}
+
+void np__monitor_nudge(void)
+{
+    if (atomic_exchange(&np__sched.monitor_idle, 0) && atomic_exchange(&np__sched.monitor_word, 1) == 0)
+        np__futex_wake(&np__sched.monitor_word);
+}
+
+#define IDLE_LOOKS 20 /* looks with every worker idle before the monitor sleeps */
+
 static void *monitor_thread(void *arg)
 {
     (void)arg;
-    int64_t stall = np__sched.stall_ns;
-    int64_t period = stall / 2 > 100 * NP_MICROSECOND ? stall / 2 : 100 * NP_MICROSECOND;
+    int64_t period = np__sched.stall_ns / 2;
     last_report = 0;
     unreported = 0;
     int64_t wait = period;
+    int idle_looks = 0;
     while (!atomic_load(&np__sched.monitor_stop)) {
         np__futex_wait(&np__sched.monitor_word, 0, wait);
         atomic_store(&np__sched.monitor_word, 0);
         int64_t now = np_now();
         bool busy = look_for_stalls(now);
         wait = timers_due(now, busy, period);
+        idle_looks = busy ? 0 : idle_looks + 1;
+        if (idle_looks >= IDLE_LOOKS && all_idle()) {
+            /* An idle program stays asleep: no looks until a worker wakes. */
+            wait = -1;
+            idle_looks = 0;
+        }
     }
     return NULL;
 }
@@ -302,24 +338,25 @@ int np__monitor_start(void)
     atomic_store(&np__sched.monitor_stop, 0);
     atomic_store(&np__sched.monitor_word, 0);
     atomic_store(&np__sched.monitor_until, 0);
+    atomic_store(&np__sched.monitor_idle, 0);
     if (np__sched.stall_ns < 0)
         return 0;
     int rc = pthread_create(&np__sched.monitor, NULL, monitor_thread, NULL);
     if (rc != 0)
         return -rc;
-    np__sched.monitor_running = true;
+    atomic_store(&np__sched.monitor_running, true);
     np__netpoll_on_earlier_timer(monitor_kick);
     return 0;
 }
 
 void np__monitor_stop(void)
 {
-    if (!np__sched.monitor_running)
+    if (!atomic_load(&np__sched.monitor_running))
         return;
     np__netpoll_on_earlier_timer(NULL);
     atomic_store(&np__sched.monitor_stop, 1);
     atomic_store(&np__sched.monitor_word, 1);
     np__futex_wake(&np__sched.monitor_word);
     pthread_join(np__sched.monitor, NULL);
-    np__sched.monitor_running = false;
+    atomic_store(&np__sched.monitor_running, false);
 }

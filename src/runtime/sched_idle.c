@@ -171,7 +171,7 @@ static void wait_for_wake(worker *w)
 
 /* Nothing found: block in the poller or sleep. Returns a task found on the
  * way, or NULL to look again. */
-np__task *np__go_idle(worker *w)
+static np__task *go_idle(worker *w)
 {
     pthread_mutex_lock(&np__sched.lock);
     np__task *t = np__global_get_locked(w);
@@ -221,4 +221,15 @@ np__task *np__go_idle(worker *w)
     }
     wait_for_wake(w);
     return NULL;
+}
+
+/* The monitor may sleep while every worker is idle (monitor.c): a worker
+ * coming out of the idle state (off the idle list, out of the poller: both
+ * seq_cst, as the monitor's announcement and look) wakes it. */
+np__task *np__go_idle(worker *w)
+{
+    np__task *t = go_idle(w);
+    if (atomic_load(&np__sched.monitor_idle))
+        np__monitor_nudge();
+    return t;
 }

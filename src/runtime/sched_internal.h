@@ -59,6 +59,7 @@ typedef struct worker {
     _Alignas(64) _Atomic uint64_t own;
     uint64_t mon_word;          /* the monitor's: `own` as last seen, */
     int64_t mon_since;          /* and since when */
+    bool mon_counted;           /* that stretch was counted as a stall */
 } __attribute__((aligned(64))) worker;
 
 /* A thread that runs tasks (Go's M): its scheduler context, the task it
@@ -126,7 +127,8 @@ struct np__sched_state {
     /* The monitor (monitor.c). */
     int64_t stall_ns;           /* < 0: no monitor */
     pthread_t monitor;
-    bool monitor_running;
+    _Atomic bool monitor_running;
+    _Atomic int monitor_idle;   /* asleep until a worker leaves the idle state */
     _Atomic int monitor_stop;
     _Atomic uint32_t monitor_word; /* futex: its sleep between looks */
     _Atomic int64_t monitor_until; /* when it looks next (a timer due
@@ -277,6 +279,7 @@ int np__monitor_start(void);
 void np__monitor_stop(void);
 bool np__spare_wait(sched_thread *m);
 void np__spares_release_locked(void);
+void np__monitor_nudge(void);           /* a worker left the idle state */
 
 /* ---- task structs and stacks (stack_cache.c) ---------------------------- */
 

@@ -385,12 +385,12 @@ void np_yield(void)
         return;
     }
     worker *w = p_hold(m);
-    if (!w) {
-        switch_away(m, t, AFTER_YIELD); /* to the global queue; m becomes a spare */
+    if (t->target_worker >= 0) {
+        switch_away(m, t, AFTER_MIGRATE); /* with or without a worker: no use of it */
         return;
     }
-    if (t->target_worker >= 0) {
-        switch_away(m, t, AFTER_MIGRATE);
+    if (!w) {
+        switch_away(m, t, AFTER_YIELD); /* to the global queue; m becomes a spare */
         return;
     }
     /* Nobody else here to run (and no fairness check due): carry on. */

@@ -38,6 +38,7 @@
 #define DEFAULT_OFFLOAD_THREADS 64
 #define MAX_OFFLOAD_THREADS 4096
 #define DEFAULT_STALL_NS (10 * NP_MILLISECOND)
+#define MIN_STALL_NS (1 * NP_MILLISECOND)
 
 struct np__sched_state np__sched = { .reg_lock = PTHREAD_MUTEX_INITIALIZER,
                                      .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -94,7 +95,7 @@ void np__sched_fill_stats(np_stats *o)
     o->tasks_started = atomic_load_explicit(&np__sched.spawned, memory_order_relaxed);
     o->workers = np__sched.nworkers;
     o->workers_idle = idle + polling;
-    o->threads = atomic_load(&np__sched.nthreads) + (np__sched.stall_ns >= 0) + np__offload_threads();
+    o->threads = atomic_load(&np__sched.nthreads) + atomic_load(&np__sched.monitor_running) + np__offload_threads();
     o->polls = (int64_t)atomic_load(&np__sched.polls);
     o->steals = (int64_t)atomic_load(&np__sched.steals);
     o->handoffs = atomic_load(&np__sched.handoffs);
@@ -198,6 +199,8 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
         offload_threads = DEFAULT_OFFLOAD_THREADS;
     if (stall_ns == 0)
         stall_ns = DEFAULT_STALL_NS;
+    else if (stall_ns > 0 && stall_ns < MIN_STALL_NS)
+        stall_ns = MIN_STALL_NS;
     if (stack == 0)
         stack = DEFAULT_STACK_SIZE;
     if (stack < MIN_STACK_SIZE || stack > MAX_STACK_SIZE)
@@ -280,8 +283,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     if (started < nworkers)
         np__sched.nworkers = started; /* run with what we got */
     atomic_store(&np__sched.nthreads, started);
-    if (np__monitor_start() < 0)
-        np__sched.stall_ns = -1; /* run without: a stuck task holds up its worker */
+    (void)np__monitor_start(); /* if it fails: without, a stuck task holds up its worker */
     np__thread_init(&np__sched.threads[0]);
     np__thread_run(&np__sched.threads[0]);
     np__thread_fini(&np__sched.threads[0]);
@@ -448,6 +450,9 @@ NP_NO_TSAN np__task *np__sched_running_on(int i, int *on)
 {
     sched_thread *m = &np__sched.threads[i];
     worker *w = __atomic_load_n(&m->p, __ATOMIC_RELAXED);
-    *on = w ? w->id : -1;
+    /* m->p stays set until m's next scheduling point: the worker may have
+     * been handed to another thread already. */
+    bool holds = w && np__own_thread(atomic_load_explicit(&w->own, memory_order_relaxed)) == m->idx;
+    *on = holds ? w->id : -1;
     return __atomic_load_n(&m->current, __ATOMIC_RELAXED);
 }
