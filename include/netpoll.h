@@ -557,9 +557,10 @@ NP_API int np_stats_get(np_stats *out);
  * on: one that changes state meanwhile may be reported in either state.
  *
  * From any thread; async-signal-safe enough to run from a signal handler
- * (np_config.dump_signal): no allocation, no stdio, no locks of the
+ * (np_config.dump_signal): no malloc (its work space is mapped with
+ * mmap, so a task's small stack is enough), no stdio, no locks of the
  * runtime; write(2), blocking the caller until all is written. 0, or
- * -ESRCH (no runtime), -EBADF or another error of write(2). */
+ * -ESRCH (no runtime), -ENOMEM, -EBADF or another error of write(2). */
 NP_API int np_dump(int fd);
 
 /* Name of the poller backend this library was built with: "epoll",

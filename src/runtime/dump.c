@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -403,40 +404,48 @@ static int dump(int fd, const void *uc)
         return -EBADF;
     if (!np__runtime_enter())
         return -ESRCH; /* np_run cannot end (and free the tasks) until we leave */
-    dumper d;
-    memset(&d, 0, offsetof(dumper, run));
-    d.o.fd = fd;
-    np__peeker_init(&d.pk);
-    np__syms_init(&d.sy);
-    d.now = np_now();
-    d.coarse_now = np__coarse_now();
-    d.self = np__sched_current_task();
-    if (uc && d.self && regs_of(uc, &d.int_pc, &d.int_fp, &d.int_sp)) {
-        d.interrupted = d.self; /* the handler runs on the thread, not in the task */
-        d.self = NULL;
+    /* Mapped, not on the stack: about 16 KiB, and the caller may be a task
+     * with a 16 KiB stack (api_fuzz overflowed one). mmap is a system call:
+     * fine in a signal handler, where malloc is not. Zeroed. */
+    dumper *d = mmap(NULL, sizeof *d, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (d == MAP_FAILED) {
+        np__runtime_leave();
+        return -ENOMEM;
+    }
+    d->o.fd = fd;
+    np__peeker_init(&d->pk);
+    np__syms_init(&d->sy);
+    d->now = np_now();
+    d->coarse_now = np__coarse_now();
+    d->self = np__sched_current_task();
+    if (uc && d->self && regs_of(uc, &d->int_pc, &d->int_fp, &d->int_sp)) {
+        d->interrupted = d->self; /* the handler runs on the thread, not in the task */
+        d->self = NULL;
     }
     int nw = np__sched_workers();
-    for (int i = 0; i < np__sched_threads() && d.nrun < MAX_RUNNING; i++) {
+    for (int i = 0; i < np__sched_threads() && d->nrun < MAX_RUNNING; i++) {
         int on;
         np__task *t = np__sched_running_on(i, &on);
         if (t) {
-            d.run[d.nrun] = t;
-            d.run_on[d.nrun++] = on >= 0 ? on : NO_WORKER;
+            d->run[d->nrun] = t;
+            d->run_on[d->nrun++] = on >= 0 ? on : NO_WORKER;
         }
     }
-    put(&d.o, "netpoll: np_dump: ");
-    put_i(&d.o, nw);
-    put(&d.o, nw == 1 ? " worker\n" : " workers\n");
+    put(&d->o, "netpoll: np_dump: ");
+    put_i(&d->o, nw);
+    put(&d->o, nw == 1 ? " worker\n" : " workers\n");
     int64_t n = 0;
     for (np__task *t = np__task_registry_first(); t; t = t->all_next)
-        n += dump_task(&d, t);
-    put(&d.o, "netpoll: np_dump: ");
-    put_i(&d.o, n);
-    put(&d.o, n == 1 ? " task\n" : " tasks\n");
-    flush(&d.o);
-    np__syms_fini(&d.sy);
+        n += dump_task(d, t);
+    put(&d->o, "netpoll: np_dump: ");
+    put_i(&d->o, n);
+    put(&d->o, n == 1 ? " task\n" : " tasks\n");
+    flush(&d->o);
+    np__syms_fini(&d->sy);
     np__runtime_leave();
-    return d.o.err;
+    int err = d->o.err;
+    munmap(d, sizeof *d);
+    return err;
 }
 
 int np_dump(int fd)

@@ -228,12 +228,13 @@ static void bad_configs(fz_actor *a)
     np_config c;
     for (int i = 0; i < 3; i++) {
         memset(&c, 0, sizeof c);
-        switch (fz_below(a, 6)) {
+        switch (fz_below(a, 7)) {
         case 0: c.workers = -1 - (int)fz_below(a, 5); break;
         case 1: c.workers = INT_MIN; break;
         case 2: c.idle_stack_ns = -1 - (int64_t)fz_below(a, 5); break;
         case 3: c.idle_stack_ns = INT64_MIN; break;
         case 4: c.offload_threads = fz_chance(a, 50) ? -1 : 4097; break;
+        case 5: c.dump_signal = (int[]){ -1, SIGKILL, SIGSTOP, SIGSEGV, 100000 }[fz_below(a, 5)]; break;
         default: c.stack_size = 1 + fz_below(a, 4096); break;
         }
         unsigned ri = fz_begin(a, C_RUN, 0, c.workers);
@@ -299,6 +300,8 @@ static void run_seed(uint64_t seed)
         static const int64_t idle[] = { 0, 0, 1000000, 20000000 };
         cfg.idle_stack_ns = idle[fz_below(&n, 4)];
         cfg.offload_threads = (int[]){ 0, 1, 2, 4 }[fz_below(&n, 4)];
+        /* the monitor: default, off, or eager (hand-offs all the time) */
+        cfg.stall_ns = (int64_t[]){ 0, 0, -1, 1000000, 2000000 }[fz_below(&n, 5)];
         int fdsb = fz_count_fds(), thb = fz_count_threads();
         stray *s = NULL;
         if (fz_chance(&n, 40)) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -455,6 +456,41 @@ static void op_misc(fz_actor *a, int call)
         np_yield();
         fz_end(a, ri, C_YIELD, 0);
         break;
+    case C_STATS: { /* from anywhere; the figures stay sane */
+        np_stats st;
+        bool null = fz_chance(a, 10);
+        ri = fz_begin(a, C_STATS, 0, null);
+        int rc = np_stats_get(null ? NULL : &st);
+        fz_end(a, ri, C_STATS, rc);
+        if (null) {
+            if (rc != -EINVAL)
+                fz_fail(a, "np_stats_get(NULL) = %d, want -EINVAL", rc);
+        } else if (fz_expect(a, C_STATS, H_NONE, rc, false, FZ_ERRS(0), "&st") && rc == 0 &&
+                   (st.tasks < 0 || st.workers < 1 || st.threads < st.workers || st.stalls < 0 ||
+                    st.handoffs > st.stalls + st.workers || st.tasks_started < st.tasks)) {
+            fz_fail(a, "np_stats_get: tasks %lld started %lld workers %d threads %d stalls %lld "
+                    "handoffs %lld", (long long)st.tasks, (long long)st.tasks_started, st.workers,
+                    st.threads, (long long)st.stalls, (long long)st.handoffs);
+        }
+        break;
+    }
+    case C_DUMP: { /* to /dev/null, or to a descriptor that is not open */
+        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        bool bad = fz_chance(a, 20) || devnull < 0;
+        int fd = bad ? 100000 + (int)fz_below(a, 1000) : devnull;
+        ri = fz_begin(a, C_DUMP, 0, fd);
+        int rc = np_dump(fd);
+        fz_end(a, ri, C_DUMP, rc);
+        if (devnull >= 0)
+            close(devnull);
+        fz_expect(a, C_DUMP, H_NONE, rc, false, bad ? FZ_ERRS(EBADF) : FZ_ERRS(0), "fd");
+        break;
+    }
+    case C_BLOCK: /* keeps the thread, as careless code does: the monitor's business */
+        ri = fz_begin(a, C_BLOCK, 0, 0);
+        usleep((useconds_t)fz_below(a, 12000));
+        fz_end(a, ri, C_BLOCK, 0);
+        break;
     case C_RUN: { /* while one runs: -EBUSY */
         np_config c = { .workers = (int)fz_below(a, 3) };
         ri = fz_begin(a, C_RUN, 0, c.workers);
@@ -486,7 +522,8 @@ void fz_random_op(fz_actor *a)
         [C_CHAN_CLOSE] = 1, [C_CHAN_FREE] = 1, [C_CHAN_LEN] = 1, [C_CHAN_CAP] = 1, [C_SELECT] = 3,
         [C_ADDR_PARSE] = 2, [C_ADDR_FORMAT] = 2, [C_LISTEN_PACKET] = 2, [C_READ_FROM] = 3,
         [C_WRITE_TO] = 3, [C_WAIT_FD] = 3, [C_CONN_FROM_FD] = 2, [C_SIGNAL_NOTIFY] = 2,
-        [C_SIGNAL_STOP] = 1, [C_LOOKUP_HOST] = 2, [C_SCENARIO] = 9,
+        [C_SIGNAL_STOP] = 1, [C_LOOKUP_HOST] = 2, [C_STATS] = 1, [C_DUMP] = 1, [C_BLOCK] = 1,
+        [C_SCENARIO] = 9,
     };
     unsigned total = 0;
     for (int i = 0; i <= C_SCENARIO; i++)
@@ -527,6 +564,7 @@ void fz_random_op(fz_actor *a)
         }
         break;
     case C_NOW: case C_STRERROR: case C_POLLER_NAME: case C_YIELD: case C_RUN:
+    case C_STATS: case C_DUMP: case C_BLOCK:
         op_misc(a, call);
         break;
     case C_ADDR_PARSE: case C_ADDR_FORMAT: case C_LISTEN_PACKET: case C_READ_FROM:

@@ -31,6 +31,7 @@ const char *const fz_call_name[C_COUNT + 1] = {
     "np_chan_close", "np_chan_free", "np_chan_len", "np_chan_cap", "np_select",
     "np_addr_parse", "np_addr_format", "np_listen_packet", "np_read_from", "np_write_to",
     "np_wait_fd", "np_conn_from_fd", "np_signal_notify", "np_signal_stop", "np_lookup_host",
+    "np_stats_get", "np_dump", "usleep (blocks the thread)",
     "scenario",
 };
 
