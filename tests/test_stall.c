@@ -21,6 +21,12 @@
  *   threads_bounded              many stalled tasks: threads stay bounded
  *   stress                       many short stalls among ping-pong,
  *                                sleeps and spawns, stall_ns 1 ms (TSan)
+ *   readier_that_never_parks     a task that never parks (so its worker
+ *                                is handed on) keeps readying a task on
+ *                                another worker and waits for it, spinning:
+ *                                every readied task must run (it once sat
+ *                                in the runnext of a worker whose new
+ *                                thread had gone to sleep)
  *   timers_on_time_among_yielders  workers 1, two tasks computing 3 ms
  *                                between yields: the ticker is late by about
  *                                one such stretch, not by SCHED_TICK of them
@@ -502,6 +508,52 @@ static void t_stress(void)
     }
 }
 
+/* ---- a readier that never parks ---------------------------------------------- */
+
+enum { HANDSHAKES = 10000 };
+static np_chan hs_ch;
+static _Atomic long hs_ack;
+static _Atomic int hs_lost;
+
+static void hs_receiver(void *arg)
+{
+    (void)arg;
+    long v;
+    while (np_chan_recv(hs_ch, &v, 0) == 0)
+        atomic_store(&hs_ack, v);
+}
+
+static void hs_main(void *arg)
+{
+    (void)arg;
+    NP_CHECK_EQ(np_go(hs_receiver, NULL), 0);
+    for (long i = 1; i <= HANDSHAKES && !atomic_load(&hs_lost); i++) {
+        NP_CHECK_EQ(np_chan_send(hs_ch, &i, 0), 0); /* buffered: readies, never parks */
+        int64_t until = mono_ns() + 5 * NP_SECOND;
+        while (atomic_load(&hs_ack) != i) {
+            if (mono_ns() > until) {
+                atomic_store(&hs_lost, 1); /* the receiver was readied and never ran */
+                break;
+            }
+        }
+    }
+    np_chan_close(hs_ch);
+}
+
+static void t_readier_that_never_parks(void)
+{
+    for (int round = 0; round < 3; round++) {
+        NP_CHECK_EQ(np_chan_make(&hs_ch, sizeof(long), 4), 0);
+        atomic_store(&hs_ack, 0);
+        atomic_store(&hs_lost, 0);
+        np_config cfg = { .workers = 2, .stall_ns = NP_MILLISECOND };
+        NP_CHECK_EQ(np_run(&cfg, hs_main, NULL), 0);
+        NP_CHECK_MSG(!atomic_load(&hs_lost), "round %d: a readied receiver did not run for 5 s (ack %ld)",
+                     round, atomic_load(&hs_ack));
+        np_chan_free(hs_ch);
+    }
+}
+
 /* ---- timers on time ------------------------------------------------------ */
 
 static void yielder_3ms(void *arg)
@@ -559,4 +611,4 @@ NP_TEST_LIST(NP_CASE(t_sleeping_task_one_worker), NP_CASE(t_spinning_task_one_wo
              NP_CASE(t_two_sleepers_two_workers), NP_CASE(t_control_no_monitor),
              NP_CASE(t_stalled_task_goes_on), NP_CASE(t_stalls_counted_and_reported),
              NP_CASE(t_threads_bounded), NP_CASE(t_stress), NP_CASE(t_timers_on_time_among_yielders),
-             NP_CASE(t_dump_shows_stalled_task))
+             NP_CASE(t_dump_shows_stalled_task), NP_CASE(t_readier_that_never_parks))

@@ -42,8 +42,42 @@ static void task_ready(np__waiter *wt)
         foreign_leave();
         return;
     }
-    bool was_lent = m->lent;
-    worker *w = p_hold(m); /* from a task's code: take the worker back for this */
+    if (m->lent) {
+        /* From a task's code, the common case: into runnext, which takes
+         * exchanges from any thread (thieves use it too), so no hold is
+         * needed. Only a task it displaces goes to the runq, which is the
+         * holder's alone. If the worker was handed to another thread
+         * meanwhile, t still lands in its runnext, where that thread (or a
+         * thief) finds it. */
+        worker *w = m->p;
+        np__task *old = atomic_exchange(&w->runnext, t);
+        if (atomic_load(&w->own) != m->lent_word) {
+            /* Handed to another thread meanwhile (seq_cst, after the
+             * exchange: if the retake came later, the new holder sees t).
+             * That thread may be on its way to sleep without another look
+             * at its runnext (a worker that was not spinning does not look
+             * again), and nobody may be spinning: take t back if it is still
+             * there, and queue globally, which a worker looks at under the
+             * lock before it sleeps. If t is gone, a thread took it, or
+             * displaced it and queued it. */
+            np__task *x = t;
+            if (atomic_compare_exchange_strong(&w->runnext, &x, NULL))
+                np__global_put(t);
+            if (old)
+                np__global_put(old);
+        } else if (old) {
+            worker *h = p_hold(m);
+            if (h) {
+                local_put(h, old);
+                p_lend_same(m);
+            } else {
+                np__global_put(old);
+            }
+        }
+        np__wakep();
+        return;
+    }
+    worker *w = m->p; /* in the scheduler: held, or none */
     if (!w) {
         /* This thread's worker was handed to another thread while its task
          * kept it (handoff.h): queue like a plain thread. */
@@ -64,8 +98,6 @@ static void task_ready(np__waiter *wt)
         return;
     }
     runq_put(w, t, true);
-    if (was_lent)
-        p_lend_same(m);
     np__wakep();
 }
 
