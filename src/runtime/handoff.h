@@ -43,6 +43,13 @@
  *                CAS, given the worker (n->p) before it, woken after it; put
  *                back on the list if the CAS fails.
  *
+ * Outside the word: a worker's runnext (an atomic exchange) and its run
+ * queue's steal side take any thread, as before. A task readying another
+ * puts it in its worker's runnext without holding (task_ready), then
+ * checks that the worker is still lent by it; if it was handed on, the
+ * task is taken back to the global queue, since the new thread may be on
+ * its way to sleep without another look at runnext.
+ *
  * The monitor never takes a HELD worker: a thread in the scheduler is either
  * quick, or idle with nothing to hand over (on the idle list, or blocked in
  * the poller, which any readiness or timer wakes).
