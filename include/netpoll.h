@@ -119,7 +119,9 @@ typedef struct np_config {
                         * other task and its thread becomes a spare. Each
                         * such stall is counted (np_stats.stalls, .handoffs)
                         * and reported on stderr, one line a second at most,
-                        * naming the function the task was started with.
+                        * naming the function the task was started with
+                        * (from the dynamic symbol table: link with -rdynamic,
+                        * else it shows file+offset for addr2line).
                         * 0 = 10 ms; below 1 ms: 1 ms; < 0 = no monitor (a
                         * stuck task holds up its worker, as in libuv; and
                         * due timers wait for a busy worker's next look,

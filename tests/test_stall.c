@@ -119,8 +119,9 @@ static void ticker(void *arg)
 
 /* Blocks its thread: what a careless task does. Not inlined and external,
  * so the stall report can name it. */
-void stall_test_sleeper(void *arg);
-void stall_test_spinner(void *arg);
+#define EXPORTED __attribute__((visibility("default"))) /* the build hides by default */
+EXPORTED void stall_test_sleeper(void *arg);
+EXPORTED void stall_test_spinner(void *arg);
 __attribute__((noinline)) void stall_test_sleeper(void *arg)
 {
     usleep((useconds_t)(intptr_t)arg);

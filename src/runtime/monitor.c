@@ -14,6 +14,7 @@
  * worker (thread->p) before its CAS and wakes it after; the end of the run
  * wakes them all with none, and they exit.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdio.h>
@@ -26,7 +27,6 @@
 #include "base/np_assert.h"
 #include "pd/netpoll_driver.h"
 #include "pd/timer.h"
-#include "runtime/backtrace.h"
 #include "runtime/handoff.h"
 #include "runtime/sched_internal.h"
 
@@ -134,8 +134,6 @@ static sched_thread *spare_get(void)
 static int64_t last_report;  /* monitor thread only */
 static long unreported;
 
-static np__syms syms; /* the monitor's: names for the reports */
-
 static void report(int wid, int64_t id, void (*fn)(void *), int64_t held_ns, bool handed)
 {
     int64_t now = np_now();
@@ -144,17 +142,23 @@ static void report(int wid, int64_t id, void (*fn)(void *), int64_t held_ns, boo
         return;
     }
     last_report = now;
+    /* dladdr only: a name from the dynamic symbol table (the program
+     * linked with -rdynamic, or a shared library's export), else the file
+     * and offset, for addr2line. Not np_dump's .symtab reader: that opens
+     * the file, and a descriptor opened by a background thread at any time
+     * can take a number the program is about to get (its stdin's, once
+     * closed: tests/beyond/test_wait_fd_process.c saw it under qemu). */
     char name[200] = "?";
-    if (fn) {
-        const char *sym, *module;
-        uintptr_t off;
-        np__syms_init(&syms);
-        np__symbolize(&syms, (uintptr_t)fn, false, &sym, &module, &off);
-        if (sym)
-            snprintf(name, sizeof name, "%s+0x%lx", sym, (unsigned long)off);
+    Dl_info di;
+    if (fn && dladdr((void *)(uintptr_t)fn, &di)) {
+        if (di.dli_sname)
+            snprintf(name, sizeof name, "%s+0x%lx", di.dli_sname,
+                     (unsigned long)((uintptr_t)fn - (uintptr_t)di.dli_saddr));
         else
-            snprintf(name, sizeof name, "%s+0x%lx", module ? module : "?", (unsigned long)off);
-        np__syms_fini(&syms);
+            snprintf(name, sizeof name, "%s+0x%lx", di.dli_fname ? di.dli_fname : "?",
+                     (unsigned long)((uintptr_t)fn - (uintptr_t)di.dli_fbase));
+    } else if (fn) {
+        snprintf(name, sizeof name, "%p", (void *)(uintptr_t)fn);
     }
     char line[400];
     int len = snprintf(line, sizeof line,

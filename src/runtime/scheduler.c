@@ -273,6 +273,9 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     np__offload_start(offload_threads);
     atomic_store(&np__thread_park_hook, plain_thread_parked);
 
+    /* Counted before they start: the main task may already run on the
+     * first of them and read np_stats (api_fuzz saw 0 threads under qemu). */
+    atomic_store(&np__sched.nthreads, nworkers);
     int started = 1;
     for (; started < nworkers; started++) {
         sched_thread *m = &np__sched.threads[started];
@@ -280,9 +283,10 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
             break;
         m->joinable = true;
     }
-    if (started < nworkers)
+    if (started < nworkers) {
         np__sched.nworkers = started; /* run with what we got */
-    atomic_store(&np__sched.nthreads, started);
+        atomic_store(&np__sched.nthreads, started);
+    }
     (void)np__monitor_start(); /* if it fails: without, a stuck task holds up its worker */
     np__thread_init(&np__sched.threads[0]);
     np__thread_run(&np__sched.threads[0]);
