@@ -273,6 +273,12 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     np__offload_start(offload_threads);
     atomic_store(&np__thread_park_hook, plain_thread_parked);
 
+    /* This thread's set-up before any other starts: the main task may run
+     * on another thread at once, and the stack bounds of a process's main
+     * thread come from glibc reading /proc/self/maps, a descriptor the
+     * main task could see (test_wait_fd_process under qemu: after the task
+     * closed stdin, the read took fd 0 from its open). */
+    np__thread_init(&np__sched.threads[0]);
     /* Counted before they start: the main task may already run on the
      * first of them and read np_stats (api_fuzz saw 0 threads under qemu). */
     atomic_store(&np__sched.nthreads, nworkers);
@@ -288,7 +294,6 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
         atomic_store(&np__sched.nthreads, started);
     }
     (void)np__monitor_start(); /* if it fails: without, a stuck task holds up its worker */
-    np__thread_init(&np__sched.threads[0]);
     np__thread_run(&np__sched.threads[0]);
     np__thread_fini(&np__sched.threads[0]);
     /* The monitor first: it may start threads until it stops. */

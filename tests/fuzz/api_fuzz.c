@@ -340,14 +340,18 @@ static void run_seed(uint64_t seed)
         }
         check_paths(&n, r);
         /* np_run joins what it started (workers, offload threads): give
-         * exiting threads (a name lookup's, detached) a moment */
+         * exiting threads (a name lookup's, detached) a moment. Fewer than
+         * before is no leak: a detached thread counted before np_run may
+         * end during it, and under qemu-user a joined thread lingers in
+         * /proc a moment after its join returned (CI's AArch64 job saw
+         * 4 before, 3 after). */
         int tha = fz_count_threads();
-        for (int i = 0; i < 200 && tha != thb; i++) {
+        for (int i = 0; i < 200 && tha > thb; i++) {
             struct timespec ts = { 0, 10 * 1000000 };
             nanosleep(&ts, NULL);
             tha = fz_count_threads();
         }
-        if (tha != thb)
+        if (tha > thb)
             fz_fail(&n, "threads: %d before np_run, %d two seconds after it returned", thb, tha);
         fz_sync_free(r->sync);
         for (int i = 0; i < FZ_SLOTS; i++) /* whatever was left: dead now */
