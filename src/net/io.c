@@ -200,6 +200,11 @@ ssize_t np_read_from(np_conn c, void *buf, size_t len, np_addr *from)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     ssize_t n = read_loop(c, buf, len, &ss, &sl, true);
+    if (len == 0) { /* nothing was received, so there is no sender */
+        if (n == 0 && from)
+            memset(from, 0, sizeof *from);
+        return n;
+    }
     struct sockaddr_in in;
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
     if (n >= 0 && ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {

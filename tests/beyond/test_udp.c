@@ -167,6 +167,33 @@ static void body_zero_length(void)
     NP_CHECK_OK(np_close(s));
 }
 
+/* A zero-length read_from asks for nothing: it returns 0 at once, leaves
+ * the queued datagram alone and gives no sender (*from zeroed; it read the
+ * uninitialised address before, which valgrind showed). */
+static void body_zero_length_read_from(void)
+{
+    char text[128];
+    np_conn s = b_packet("udp4", "127.0.0.1:0", NULL, text, sizeof text);
+    np_conn c = b_dial("udp4", text);
+    NP_CHECK_EQ(np_write(c, "q", 1), 1);
+    np_addr from;
+    memset(&from, 0xa5, sizeof from);
+    char got[8];
+    NP_CHECK_EQ(np_read_from(s, got, 0, &from), 0);
+    const unsigned char *b = (const unsigned char *)&from;
+    for (size_t i = 0; i < sizeof from; i++)
+        NP_CHECK_MSG(b[i] == 0, "byte %zu of *from is %#x after a zero-length read", i, b[i]);
+    NP_CHECK_EQ(b_read_from_soon(s, got, sizeof got, NULL), 1); /* still queued */
+    NP_CHECK_EQ(got[0], 'q');
+    NP_CHECK_OK(np_close(c));
+    NP_CHECK_OK(np_close(s));
+}
+
+static void t_udp_zero_length_read_from_gives_no_sender(void)
+{
+    b_run(body_zero_length_read_from);
+}
+
 static void t_udp_zero_length_datagram(void)
 {
     b_run(body_zero_length);
@@ -414,6 +441,7 @@ NP_TEST_LIST(
     NP_CASE(t_udp6_write_never_partial_emsgsize),
     NP_CASE(t_udp_short_buffer_truncates),
     NP_CASE(t_udp_zero_length_datagram),
+    NP_CASE(t_udp_zero_length_read_from_gives_no_sender),
     NP_CASE(t_udp4_listen_packet_round_trip),
     NP_CASE(t_udp6_listen_packet_round_trip),
     NP_CASE(t_udp_dual_stack_v4_peer),
