@@ -170,7 +170,8 @@ endif()
 
 # Compile flags every netpoll source gets.
 function(np_configure_target t)
-    target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
+    target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/include ${PROJECT_BINARY_DIR}/include
+                               ${PROJECT_SOURCE_DIR}/src)
     target_compile_options(${t} PRIVATE $<$<COMPILE_LANGUAGE:C>:${NP_WARNINGS} ${NP_FRAME_FLAGS}> ${NP_SAN_FLAGS} -fvisibility=hidden)
     target_compile_definitions(${t} PRIVATE _GNU_SOURCE NP_BUILDING=1)
     set_target_properties(${t} PROPERTIES POSITION_INDEPENDENT_CODE ON)

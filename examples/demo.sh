@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: builds netpoll (release preset), starts the echo server on a free
+# The demo: builds netpoll and its echo example (the demo preset), starts the echo server on a free
 # loopback port, and runs the bundled load generator against it: a live
 # progress line, then a summary (connections, round trips per second, p50
 # and p99 latency). Needs only cmake and a C compiler; works from any
@@ -19,7 +19,6 @@ duration=${2:-${DURATION:-5}}
 msg_size=${MSG_SIZE:-512}
 server_workers=${SERVER_WORKERS:-0}
 load_workers=${LOAD_WORKERS:-0}
-bin=$root/build/release/examples
 
 tmp=$(mktemp -d)
 server_pid=
@@ -34,15 +33,33 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# 1. Build. Quiet unless something fails; then the whole log is shown.
-echo "building netpoll (release preset) ..." >&2
+# 1. Build what the demo runs and nothing else (the "demo" preset: the
+#    library, echo_server and echo_load; no tests or benchmarks), on every
+#    CPU, with one progress line. The whole log is shown if it fails.
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
-if ! (cd "$root" && cmake --preset release && cmake --build --preset release -j "$jobs") \
-        >"$tmp/build.log" 2>&1; then
+if [ -t 2 ]; then cr=$'\r' nl=''; else cr='' nl=$'\n'; fi
+printf 'building... configuring (cmake --preset demo)%s' "$nl" >&2
+build_status=0
+{
+    (cd "$root" && cmake --preset demo && cmake --build --preset demo -j "$jobs") 2>&1 || echo "demo-build-failed"
+} | tee "$tmp/build.log" | while IFS= read -r line; do
+    # Make's "[ 42%] Building C object .../scheduler.c.o": percent and file.
+    case $line in
+    "["*"%] Building"*)
+        pct=${line%%]*}; pct=${pct#[}; pct=${pct// /}
+        file=${line##*/}; file=${file%.o}
+        [ -t 2 ] && printf '%sbuilding... %4s %-40s' "$cr" "$pct" "$file" >&2 ;;
+    esac
+done
+grep -q '^demo-build-failed$' "$tmp/build.log" && build_status=1
+if [ "$build_status" -ne 0 ]; then
+    printf '\n' >&2
     cat "$tmp/build.log" >&2
     echo "demo: the build failed" >&2
     exit 1
 fi
+printf '%sbuilding... done%-40s\n' "$cr" "" >&2
+bin=$root/build/demo/examples
 
 # 2. Start the echo server on port 0 (any free port); it names the port it
 #    got on its first line of output.

@@ -92,8 +92,11 @@ static size_t msg_size = 512;
 static int64_t start_time, end_time;
 static conn_stats *stats;         /* one per connection */
 static _Atomic int tasks_left;    /* connection tasks not yet finished */
-static _Atomic int connected;     /* connections open right now */
+/* Connections open, not counting those the end of the run is closing: the
+ * last progress line, printed as they close, agrees with the summary. */
+static _Atomic int connected;
 static _Atomic int ever_connected;
+static _Atomic int lost;          /* ended before the end of the run */
 static _Atomic uint64_t errors;
 static bool tty;                  /* stderr is a terminal: live line with '\r' */
 
@@ -184,7 +187,10 @@ static void ping_pong(void *arg)
         }
     }
     np_close(c);
-    atomic_fetch_sub(&connected, 1);
+    if (np_now() < end_time) {
+        atomic_fetch_sub(&connected, 1);
+        atomic_fetch_add(&lost, 1);
+    }
 done:
     free(out);
     free(in);
@@ -314,7 +320,11 @@ int main(int argc, char **argv)
             max = stats[i].max_ns;
     double secs = ms(duration) / 1000;
     char a[32], b[32];
-    printf("  connections     %d of %d\n", atomic_load(&ever_connected), connections);
+    if (atomic_load(&lost))
+        printf("  connections     %d of %d (%d ended before the end of the run)\n",
+               atomic_load(&ever_connected), connections, atomic_load(&lost));
+    else
+        printf("  connections     %d of %d\n", atomic_load(&ever_connected), connections);
     printf("  duration        %.2f s\n", secs);
     printf("  round trips     %s\n", with_commas(total, a));
     printf("  round trips/s   %s\n", with_commas((uint64_t)((double)total / secs), b));

@@ -1,6 +1,6 @@
 /* netpoll — Go's integrated network poller, in C.
  *
- * Conventions (see docs and shared/API.md for the full contract):
+ * Conventions:
  *  - Every public name starts with np_; nothing else is exported.
  *  - A call that can fail returns a negative errno value (-ETIMEDOUT, ...);
  *    errno itself is never the only report. np_strerror() turns one into text.
@@ -8,8 +8,8 @@
  *    (np_now() + 2 * NP_SECOND); 0 means "no deadline"; any other value at or
  *    before now, negative ones included, is a deadline already past.
  *
- * This header grows issue by issue toward shared/API.md. It declares only what
- * the library implements today.
+ * The guide (docs/guide.md) is the tutorial; a man page per call
+ * (man np_read) gives each call's errors and thread rules.
  */
 #ifndef NETPOLL_H
 #define NETPOLL_H
@@ -18,6 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* NP_VERSION_MAJOR, NP_VERSION_MINOR, NP_VERSION_PATCH and
+ * NP_VERSION_STRING: generated from the CMake project version. */
+#include "netpoll_version.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +44,25 @@ NP_API int64_t np_now(void);
  * returns them) or positive. Never NULL; unknown codes get a generic text. The
  * string is static and must not be freed. Callable from any thread. */
 NP_API const char *np_strerror(int err);
+
+/* The code's symbolic name, as libuv's uv_err_name gives it: "ETIMEDOUT"
+ * for -ETIMEDOUT or ETIMEDOUT, "NP_ENOHOST" for NP_ENOHOST, "0" for 0,
+ * "UNKNOWN" for a code it does not know. Never NULL; static. Any thread. */
+NP_API const char *np_err_name(int err);
+
+/* Codes of the library's own, beside the system's errno values (negative,
+ * far from any errno): np_strerror and np_err_name know each. */
+#define NP_ENOHOST (-3001) /* np_lookup_host, np_dial: "no such host" */
+
+/* The version of the header, as one number to compare:
+ * NP_VERSION_HEX >= 0x000200 means 0.2.0 or later. */
+#define NP_VERSION_HEX ((NP_VERSION_MAJOR << 16) | (NP_VERSION_MINOR << 8) | NP_VERSION_PATCH)
+
+/* The version of the library linked at run time, which may be newer than
+ * the header's: np_version() as NP_VERSION_HEX gives it,
+ * np_version_string() as "MAJOR.MINOR.PATCH". Any thread. */
+NP_API unsigned np_version(void);
+NP_API const char *np_version_string(void);
 
 /* Runtime ------------------------------------------------------------------
  *
@@ -295,7 +318,8 @@ NP_API int np_addr_format(const np_addr *a, char *buf, size_t len);
  * -EINVAL (a stream network, a bad address), -EADDRINUSE, ... */
 NP_API int np_listen_packet(np_conn *out, const char *network, const char *address);
 /* One datagram and its sender (from may be NULL). -EINVAL on a stream
- * connection. */
+ * connection. len 0 asks for nothing: 0 at once, no datagram taken, *from
+ * zeroed. */
 NP_API ssize_t np_read_from(np_conn c, void *buf, size_t len, np_addr *from);
 /* One datagram to `to`: len, or -EMSGSIZE, -EAFNOSUPPORT (an address of
  * another family than the socket's; an IPv4 address is fine on a "udp"
@@ -476,8 +500,7 @@ NP_API int np_select(np_select_case *cases, int n, int64_t deadline);
  * such host": the name does not exist, or has no address), -ETIMEDOUT,
  * -EAGAIN (the resolver failed for now: no answer, a server failure),
  * -EINVAL (host NULL, empty or over 253 bytes; max < 1), -ESRCH (a plain
- * thread with no runtime). */
-#define NP_ENOHOST (-3001)
+ * thread with no runtime). NP_ENOHOST is defined with np_strerror. */
 NP_API int np_lookup_host(const char *host, np_addr *out, int max, int64_t deadline);
 
 /* Signals, Go's os/signal ----------------------------------------------------
