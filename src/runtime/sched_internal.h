@@ -7,6 +7,7 @@
 #define NP_SCHED_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -82,6 +83,7 @@ typedef struct sched_thread {
     worker *_Atomic given;      /* a worker handed to this spare */
     struct sched_thread *spare_next; /* under np__sched.lock */
     char *altstack;
+    stack_t old_altstack; /* the thread's before np__thread_init */
 } __attribute__((aligned(64))) sched_thread;
 
 struct np__sched_state {

@@ -360,15 +360,22 @@ void np__thread_init(sched_thread *m)
     np__stackinfo_of_thread(&m->sched_stack);
     m->altstack = malloc(ALTSTACK_SIZE);
     if (m->altstack) {
+        /* The thread's own one (np_run's caller may have set one) is put
+         * back at the end. */
         stack_t ss = { .ss_sp = m->altstack, .ss_size = ALTSTACK_SIZE };
-        sigaltstack(&ss, NULL);
+        if (sigaltstack(&ss, &m->old_altstack) != 0) {
+            free(m->altstack);
+            m->altstack = NULL;
+        }
     }
 }
 
 void np__thread_fini(sched_thread *m)
 {
     if (m->altstack) {
-        stack_t ss = { .ss_flags = SS_DISABLE };
+        stack_t ss = m->old_altstack;
+        if (ss.ss_flags & SS_DISABLE)
+            ss = (stack_t){ .ss_flags = SS_DISABLE };
         sigaltstack(&ss, NULL);
         free(m->altstack);
         m->altstack = NULL;
