@@ -72,9 +72,11 @@ NP_API const char *np_version_string(void);
  * call: the library's calls return their errors, never only in errno.
  */
 typedef struct np_config {
-    int    workers;    /* worker threads; 0 = number of online CPUs (max 1024) */
+    int    workers;    /* worker threads; 0 = number of online CPUs; < 0 or
+                        * over 1024: np_run returns -EINVAL */
     size_t stack_size; /* bytes per task stack; 0 = 256 KiB. Rounded up to a
-                        * page; at least 16 KiB, at most 1 GiB. Pages are
+                        * page; below 16 KiB or over 1 GiB: np_run returns
+                        * -EINVAL. Pages are
                         * committed only when touched; below each stack is a
                         * guard region of 64 KiB and a page, and overflowing
                         * into it aborts with a message naming the cause. A
@@ -240,7 +242,9 @@ NP_API int np_listen_reuseport(np_listener *out, const char *network, const char
 NP_API int np_listener_addr(np_listener l, char *buf, size_t len);
 
 /* Accepts a connection (blocks the task). -ETIMEDOUT past the deadline,
- * -ECANCELED if the listener is closed meanwhile, -EMFILE / -ENFILE when out
+ * -ECANCELED if the listener is closed meanwhile, -EIO if the poller
+ * reported only an error condition on the listening socket while it
+ * waited, -EMFILE / -ENFILE when out
  * of descriptors (the listener stays usable; retrying at once just returns
  * the error again, so back off). New connections have TCP_NODELAY set. */
 NP_API int np_accept(np_listener l, np_conn *out);
@@ -261,7 +265,9 @@ NP_API int np_dial(np_conn *out, const char *network, const char *address, int64
 
 /* Read returns bytes read (>0), 0 at end of stream (and again on every
  * later read), or a negative error (-ETIMEDOUT, -ECANCELED if closed by
- * another task meanwhile, -EBADF, -ECONNRESET, ...). len 0 returns 0.
+ * another task meanwhile, -EBADF, -ECONNRESET, -EIO if the poller reported
+ * only an error condition while the read waited: the next call gives the
+ * socket's own error, ...). len 0 returns 0.
  * Write writes all len bytes and returns len; it returns a shorter count
  * only when a deadline, a close or an error stopped it after some bytes
  * went out; the next call then reports why. Writes never raise SIGPIPE: a
@@ -270,7 +276,8 @@ NP_API ssize_t np_read(np_conn c, void *buf, size_t len); /* len > SSIZE_MAX: as
 NP_API ssize_t np_write(np_conn c, const void *buf, size_t len); /* len > SSIZE_MAX: -EINVAL */
 
 /* Blocks until a read would not block (data, end of stream or an error is
- * waiting), honouring the read deadline; 0 or a negative error. Lets an idle
+ * waiting), honouring the read deadline; 0 or a negative error (as np_read:
+ * -ETIMEDOUT, -ECANCELED, -EBADF, -EIO). Lets an idle
  * connection wait without holding a buffer. */
 NP_API int np_wait_readable(np_conn c);
 
@@ -441,8 +448,8 @@ NP_API int np_waitgroup_wait(np_waitgroup *wg, int64_t deadline); /* 0, -ETIMEDO
  * unbuffered: a send completes only when a receiver takes the element,
  * which is copied straight from the sender to the receiver. id 0 is the
  * nil channel: send and receive on it block until their deadline (forever
- * with none), as in Go. Handles: a freed, forged or zero id gives -EBADF
- * (except where the nil channel's meaning applies: select). */
+ * with none), and a select case on it never proceeds, as in Go; close, len,
+ * cap and free of it give -EBADF, as do all calls on a freed or forged id. */
 typedef struct np_chan { uint64_t id; } np_chan;
 
 /* -EINVAL for a NULL out or an absurd size (elem_size * capacity
@@ -589,8 +596,10 @@ NP_API int np_stats_get(np_stats *out);
 NP_API int np_dump(int fd);
 
 /* Name of the poller backend this library was built with: "epoll",
- * "epoll_pipe" (epoll woken through a pipe instead of an eventfd) or "poll".
- * Chosen at build time with -DNP_POLLER=epoll|poll (and -DNP_WAKE=pipe). */
+ * "epoll_pipe" (epoll woken through a pipe instead of an eventfd), "poll",
+ * "kqueue" or "kqueue_pipe" (kqueue woken through a pipe, where there is no
+ * EVFILT_USER). Chosen at build time with -DNP_POLLER=epoll|poll|kqueue
+ * (and -DNP_WAKE=pipe, -DNP_KQUEUE_WAKE=pipe). */
 NP_API const char *np_poller_name(void);
 
 #ifdef __cplusplus
