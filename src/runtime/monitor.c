@@ -178,30 +178,65 @@ static void report(int wid, int64_t id, void (*fn)(void *), int64_t held_ns, boo
 
 /* ---- the monitor ------------------------------------------------------------------ */
 
-/* The id and start function of the task thread m runs: for the report,
- * read with no synchronisation (m may switch tasks meanwhile; task structs
- * are never freed while the runtime runs, so the read is safe, and at worst
- * names the task that came next). */
-NP_NO_TSAN static void (*running_task(sched_thread *m, int64_t *id))(void *)
+/* The task thread m runs, read with no synchronisation (m may switch
+ * tasks meanwhile; task structs are never freed while the runtime runs,
+ * so the read is safe, and at worst names the task that came next). */
+NP_NO_TSAN static np__task *running_task(sched_thread *m)
 {
-    np__task *t = __atomic_load_n(&m->current, __ATOMIC_RELAXED);
-    *id = t ? __atomic_load_n(&t->id, __ATOMIC_RELAXED) : 0;
-    return t ? __atomic_load_n(&t->fn, __ATOMIC_RELAXED) : NULL;
+    return __atomic_load_n(&m->current, __ATOMIC_RELAXED);
+}
+
+/* Notes a stall of old's (on worker w, since `since`) for confirm_stalls. */
+NP_NO_TSAN static void stall_seen(sched_thread *old, worker *w, int64_t since, bool handed)
+{
+    np__task *t = running_task(old);
+    old->mon_task = t;
+    old->mon_task_id = t ? __atomic_load_n(&t->id, __ATOMIC_RELAXED) : 0;
+    old->mon_fn = t ? __atomic_load_n(&t->fn, __ATOMIC_RELAXED) : NULL;
+    old->mon_wid = w->id;
+    old->mon_since = since;
+    old->mon_handed = handed;
+}
+
+/* A stall is counted (and handed off) at once, but reported only once
+ * confirmed: the thread is still in the same task half a period or more
+ * later. A thread the OS merely preempted, runnable but not running (as
+ * with more busy threads than CPUs, two busy processes on two CPUs), comes
+ * back within a few milliseconds, finds its worker gone and goes on as a
+ * spare: no line for that. A task in sleep(3) or a long computation is
+ * still there. Returns whether a stall still waits for confirmation. */
+static bool confirm_stalls(int64_t now)
+{
+    bool waiting = false;
+    int n = atomic_load(&np__sched.nthreads);
+    for (int i = 0; i < n; i++) {
+        sched_thread *m = &np__sched.threads[i];
+        if (!m->mon_task)
+            continue;
+        if (running_task(m) != m->mon_task) {
+            m->mon_task = NULL; /* back already */
+        } else if (now - m->mon_since >= np__sched.stall_ns + np__sched.stall_ns / 2) {
+            report(m->mon_wid, m->mon_task_id, m->mon_fn, now - m->mon_since, m->mon_handed);
+            m->mon_task = NULL;
+        } else {
+            waiting = true;
+        }
+    }
+    return waiting;
 }
 
 /* Takes w, seen LENT with `word` for held_ns, from its thread; hands it to
  * a spare thread. False if no spare thread could be had (the caller tries
- * again at its next look); the stretch is counted and reported once. */
-static bool retake(worker *w, uint64_t word, int64_t held_ns)
+ * again at its next look); the stretch is counted (and reported) once. */
+static bool retake(worker *w, uint64_t word, int64_t now, int64_t held_ns)
 {
-    int64_t id;
-    void (*fn)(void *) = running_task(&np__sched.threads[np__own_thread(word)], &id);
+    sched_thread *old = &np__sched.threads[np__own_thread(word)];
     sched_thread *m = spare_get();
     if (!m) {
         if (!w->mon_counted) {
             w->mon_counted = true;
             atomic_fetch_add(&np__sched.stalls, 1);
-            report(w->id, id, fn, held_ns, false);
+            stall_seen(old, w, now - held_ns, false);
         }
         return false;
     }
@@ -218,7 +253,7 @@ static bool retake(worker *w, uint64_t word, int64_t held_ns)
     atomic_fetch_add(&np__sched.handoffs, 1);
     atomic_store(&m->wake_word, 1); /* after `given` (release): see spare_sleep */
     np__futex_wake(&m->wake_word);
-    report(w->id, id, fn, held_ns, true);
+    stall_seen(old, w, now - held_ns, true);
     return true;
 }
 
@@ -245,7 +280,7 @@ static bool look_for_stalls(int64_t now)
         }
         /* Lent with no switch since mon_since: the task started at least
          * that long ago (and at most a period more). */
-        if (now - w->mon_since >= np__sched.stall_ns && retake(w, word, now - w->mon_since))
+        if (now - w->mon_since >= np__sched.stall_ns && retake(w, word, now, now - w->mon_since))
             w->mon_word = 0;
     }
     return busy;
@@ -326,8 +361,9 @@ static void *monitor_thread(void *arg)
         atomic_store(&np__sched.monitor_word, 0);
         int64_t now = np_now();
         bool busy = look_for_stalls(now);
+        bool confirming = confirm_stalls(now);
         wait = timers_due(now, busy, period);
-        idle_looks = busy ? 0 : idle_looks + 1;
+        idle_looks = busy || confirming ? 0 : idle_looks + 1;
         if (idle_looks >= IDLE_LOOKS && all_idle()) {
             /* An idle program stays asleep: no looks until a worker wakes. */
             wait = -1;

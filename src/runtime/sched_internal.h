@@ -84,6 +84,14 @@ typedef struct sched_thread {
     struct sched_thread *spare_next; /* under np__sched.lock */
     char *altstack;
     stack_t old_altstack; /* the thread's before np__thread_init */
+    /* The monitor's: the task this thread was in when the monitor took its
+     * worker, reported only if the thread is still in it a while later
+     * (monitor.c, confirm_stalls). */
+    np__task *mon_task;
+    int64_t mon_task_id, mon_since;
+    void (*mon_fn)(void *);
+    int mon_wid;
+    bool mon_handed;
 } __attribute__((aligned(64))) sched_thread;
 
 struct np__sched_state {
