@@ -143,7 +143,10 @@ typedef struct np_config {
                         * at its next scheduling point it is queued like any
                         * other task and its thread becomes a spare. Each
                         * such stall is counted (np_stats.stalls, .handoffs)
-                        * and reported on stderr, one line a second at most,
+                        * and, if the task still holds the thread half of
+                        * stall_ns later (a thread the OS merely preempted
+                        * is back by then), reported on stderr, one line a
+                        * second at most,
                         * naming the function the task was started with
                         * (from the dynamic symbol table: link with -rdynamic,
                         * else it shows file+offset for addr2line).
