@@ -169,7 +169,8 @@ typedef struct np_config {
  * task, and returns 0 once main_task and every task started since have
  * finished; everything the runtime allocated is released by then. Returns
  * -EINVAL for a bad config or a NULL main_task, -EBUSY if a runtime is
- * already running (in this process), -ENOMEM. May be called again after it
+ * already running (in this process; from a task, always), -ENOMEM, or the
+ * poller's creation error (-EMFILE, -ENFILE). May be called again after it
  * returns. The calling thread becomes worker 0. */
 NP_API int np_run(const np_config *cfg, void (*main_task)(void *), void *arg);
 
@@ -412,7 +413,8 @@ NP_API int np_conn_from_fd(np_conn *out, int fd);
  *
  * Deadlines are absolute, as everywhere: 0 = none; one already past makes a
  * call that would block fail at once with -ETIMEDOUT (a non-blocking try).
- * A deadline never fires early.
+ * A deadline never fires early. A plain thread's first wait allocates its
+ * wait record: any call that may block may give -ENOMEM there.
  */
 typedef struct np_mutex     { uint64_t opaque_[4]; } np_mutex;
 typedef struct np_cond      { uint64_t opaque_[4]; } np_cond;
@@ -441,7 +443,8 @@ NP_API int np_cond_broadcast(np_cond *c);                           /* 0 */
 
 /* A counter of outstanding work: add before starting it, done when each
  * piece finishes, wait until the count is 0. -EINVAL (and no change) if
- * the count would go below 0 (Go panics there). Reusable once 0. */
+ * the count would go below 0 (Go panics there) or above 2^62 - 1.
+ * Reusable once 0. */
 NP_API int np_waitgroup_add(np_waitgroup *wg, int64_t delta);
 NP_API int np_waitgroup_done(np_waitgroup *wg); /* add(-1) */
 NP_API int np_waitgroup_wait(np_waitgroup *wg, int64_t deadline); /* 0, -ETIMEDOUT */
@@ -459,7 +462,9 @@ typedef struct np_chan { uint64_t id; } np_chan;
  * overflowing, or over 1 GiB), -ENOMEM. */
 NP_API int np_chan_make(np_chan *out, size_t elem_size, size_t capacity);
 /* 0; -EPIPE if the channel is closed (before or while blocked; Go
- * panics); -ETIMEDOUT; -ECANCELED if freed while blocked; -EBADF. */
+ * panics); -ETIMEDOUT; -ECANCELED if freed while blocked; -EBADF; -EINVAL
+ * for a NULL elem when elem_size is not 0 (likewise recv, and a select
+ * case). */
 NP_API int np_chan_send(np_chan ch, const void *elem, int64_t deadline);
 /* 0; -EPIPE once the channel is closed AND drained (buffered elements are
  * still delivered after close, as in Go; elem is then zeroed, Go's zero
@@ -530,7 +535,9 @@ NP_API int np_lookup_host(const char *host, np_addr *out, int max, int64_t deadl
  * channel whose elem_size is not sizeof(int); -EBADF for a bad channel
  * (np_signal_stop: one that is neither live nor watching). A channel freed
  * while watching is dropped from the watchers (and np_signal_stop on it
- * still removes it, returning 0). Signals
+ * still removes it, returning 0). The first watcher also makes the pipe
+ * and the thread: -ENOMEM, -EMFILE, -ENFILE or -EAGAIN when they cannot
+ * be had. Signals
  * delivered this way are not blocked in any thread: they interrupt a
  * thread's slow syscalls with EINTR only where SA_RESTART does not apply. */
 NP_API int np_signal_notify(np_chan ch, int signo);
@@ -594,8 +601,10 @@ NP_API int np_stats_get(np_stats *out);
  * From any thread; async-signal-safe enough to run from a signal handler
  * (np_config.dump_signal): no malloc (its work space is mapped with
  * mmap, so a task's small stack is enough), no stdio, no locks of the
- * runtime; write(2), blocking the caller until all is written. 0, or
- * -ESRCH (no runtime), -ENOMEM, -EBADF or another error of write(2). */
+ * runtime; write(2), blocking the caller until all is written (a pipe
+ * whose reader is gone raises SIGPIPE, as write(2) does). 0, or -ESRCH (no
+ * runtime), -ENOMEM, -EBADF (fd < 0 too), -EIO (write wrote nothing) or
+ * another error of write(2). */
 NP_API int np_dump(int fd);
 
 /* Name of the poller backend this library was built with: "epoll",
