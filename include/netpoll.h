@@ -263,7 +263,8 @@ NP_API int np_listener_close(np_listener l);
 
 /* Connects (blocks the task) until connected or `deadline` (absolute; 0 =
  * none). -EINVAL, -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, -EAGAIN (a Unix
- * listener whose backlog is full; for TCP, no free local port), ...
+ * listener whose backlog is full), -EADDRNOTAVAIL (TCP: no free local
+ * port), ...
  * TCP_NODELAY is set on TCP connections. */
 NP_API int np_dial(np_conn *out, const char *network, const char *address, int64_t deadline);
 

@@ -288,8 +288,9 @@ static int dial_one(const struct sockaddr *sa, socklen_t len, int sotype, int64_
     int rc = NP__SYS(connect(s, sa, len));
     if (rc < 0) {
         /* In progress, as Go takes them. Not EAGAIN: that is a Unix
-         * listener's full backlog (or, for TCP, no free local port), and
-         * no event would ever end the wait. */
+         * listener's full backlog (for TCP, the routing cache full; no
+         * free local port is EADDRNOTAVAIL), and no event would ever end
+         * the wait. */
         if (rc != -EINPROGRESS && rc != -EINTR && rc != -EALREADY) {
             close(s);
             return rc;
