@@ -3,7 +3,6 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "runtime/context.h"
 #include "base/cpu_relax.h"
@@ -36,14 +35,14 @@ static void copy_words(void *dst, const void *src, size_t n)
 }
 #endif
 
-bool np__idle_stack_try_move(np__task *t, uint64_t seen)
+bool np__idle_stack_copy_out(np__task *t, uint64_t seen, char **release_from, size_t *release_len)
 {
     if (NP__IDLE_STATE(seen) != NP__IDLE_PARKED)
         return false;
     uint64_t moving = (seen & ~(uint64_t)3) | NP__IDLE_MOVING;
     if (!atomic_compare_exchange_strong_explicit(&t->idle, &seen, moving, memory_order_acquire,
                                                  memory_order_relaxed))
-        return false; /* resumed since the last pass */
+        return false; /* resumed since it was queued */
     /* Only now, after the acquire that pairs with the parker's release, are
      * the saved stack pointer and the stack of this park visible. */
     np__stack *st = t->stk;
@@ -69,13 +68,18 @@ bool np__idle_stack_try_move(np__task *t, uint64_t seen)
     t->moved_at = lo;
     t->moved_len = len;
     char *first = (char *)((uintptr_t)lo & ~(uintptr_t)(np__page_size() - 1));
-    /* Cannot fail on a private anonymous mapping of ours; if it did, the
-     * pages would merely stay resident. */
-    (void)madvise(first, (size_t)(hi - first), MADV_DONTNEED);
+    *release_from = first;
+    *release_len = (size_t)(hi - first);
     atomic_fetch_add_explicit(&moved_bytes, (int64_t)len, memory_order_relaxed);
     atomic_fetch_add_explicit(&moves, 1, memory_order_relaxed);
-    atomic_store_explicit(&t->idle, (seen & ~(uint64_t)3) | NP__IDLE_MOVED, memory_order_release);
     return true;
+}
+
+void np__idle_stack_moved(np__task *t)
+{
+    uint64_t w = atomic_load_explicit(&t->idle, memory_order_relaxed);
+    np__assert(NP__IDLE_STATE(w) == NP__IDLE_MOVING);
+    atomic_store_explicit(&t->idle, (w & ~(uint64_t)3) | NP__IDLE_MOVED, memory_order_release);
 }
 
 void np__idle_stack_resume_slow(np__task *t)

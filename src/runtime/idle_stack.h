@@ -27,7 +27,8 @@
  *   PARKED -> MOVING  the sweeper (CAS), only if the word, count included,
  *                     is one it first saw a whole period ago: the task has
  *                     been in this one park at least that long
- *   MOVING -> MOVED   the sweeper, after copying out
+ *   MOVING -> MOVED   the sweeper, after copying out and releasing the
+ *                     stack's pages (one call for a batch of stacks)
  *   MOVING            the resumer spins until MOVED (a copy takes microseconds)
  *   MOVED -> RUN      the resumer, after copying back
  *
@@ -51,11 +52,12 @@
 enum { NP__IDLE_RUN = 0, NP__IDLE_PARKED = 1, NP__IDLE_MOVING = 2, NP__IDLE_MOVED = 3 };
 #define NP__IDLE_STATE(w) ((unsigned)((w) & 3u))
 
-/* The parker: t has switched away into a stack-free wait. */
+/* The parker: t has switched away into a stack-free wait. seq_cst, not
+ * just release: the sweep's queue flag is set after it (stack_sweep.c). */
 static inline void np__idle_stack_parked(np__task *t)
 {
     uint64_t w = atomic_load_explicit(&t->idle, memory_order_relaxed);
-    atomic_store_explicit(&t->idle, ((w >> 2) + 1) << 2 | NP__IDLE_PARKED, memory_order_release);
+    atomic_store_explicit(&t->idle, ((w >> 2) + 1) << 2 | NP__IDLE_PARKED, memory_order_seq_cst);
 }
 
 void np__idle_stack_resume_slow(np__task *t);
@@ -67,10 +69,18 @@ static inline void np__idle_stack_resume(np__task *t)
         np__idle_stack_resume_slow(t);
 }
 
-/* The sweeper: moves t's stack out if t's word is still `seen` (PARKED).
- * True if moved. Fails without harm if t has been resumed meanwhile, or if
- * the copy cannot be allocated. */
-bool np__idle_stack_try_move(np__task *t, uint64_t seen);
+/* The sweeper, in two steps so that the pages of many stacks are released
+ * in one call (stack_sweep.c). First: if t's word is still `seen`
+ * (PARKED), takes t to MOVING and copies the live part of its stack to the
+ * heap; *release_from and *release_len say which pages the caller must
+ * release (np__stack_release_ranges) before the second step. False, with no
+ * harm, if t has been resumed meanwhile or the copy cannot be allocated.
+ * Then, once the pages are released: MOVING -> MOVED. A resumer spins on
+ * MOVING meanwhile, so the caller keeps the two steps close (a batch of a
+ * hundred or so stacks: tens of microseconds). Releasing after MOVED would
+ * be wrong: the resumer may already have copied the stack back. */
+bool np__idle_stack_copy_out(np__task *t, uint64_t seen, char **release_from, size_t *release_len);
+void np__idle_stack_moved(np__task *t);
 
 /* Bytes of heap held by moved stacks now, and stacks moved in all (tests). */
 void np__idle_stack_counts(int64_t *bytes, unsigned long *moves);

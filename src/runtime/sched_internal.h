@@ -127,12 +127,7 @@ struct np__sched_state {
     _Atomic unsigned long steals, polls, sleeps, mapped, unmapped;
     _Atomic int64_t spawned;    /* tasks made since np_run began (np_stats) */
 
-    /* Idle stacks (idle_stack.h). Every task struct ever made, for the sweep
-     * (they are pooled, never freed while the runtime runs). */
-    pthread_mutex_t reg_lock;
-    np__task **reg;
-    size_t nreg, capreg;
-    int64_t idle_stack_ns;      /* 0: off */
+    int64_t idle_stack_ns;      /* idle stacks (idle_stack.h); 0: off */
 
     /* The monitor (monitor.c). */
     int64_t stall_ns;           /* < 0: no monitor */
@@ -308,9 +303,10 @@ static inline bool ensure_stack(worker *w, np__task *t)
 
 /* ---- the rest --------------------------------------------------------------- */
 
-void np__sweep(int64_t now);              /* stack_sweep.c */
+void np__sweep_start(void);               /* stack_sweep.c */
+void np__sweep(int64_t now);
 int64_t np__sweep_deadline(void);
-void np__sweep_wanted_again(void);
+void np__sweep_parked(np__task *t);
 void np__segv_install(void);              /* segv_guard.c */
 void np__segv_remove(void);
 void np__task_done(void);                 /* scheduler.c */

@@ -40,8 +40,7 @@
 #define DEFAULT_STALL_NS (10 * NP_MILLISECOND)
 #define MIN_STALL_NS (1 * NP_MILLISECOND)
 
-struct np__sched_state np__sched = { .reg_lock = PTHREAD_MUTEX_INITIALIZER,
-                                     .lock = PTHREAD_MUTEX_INITIALIZER };
+struct np__sched_state np__sched = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 _Thread_local sched_thread *np__tls_thread;
 
@@ -251,8 +250,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     np__sched.stack_size = stack;
     np__sched.stack_budget = np__stack_budget();
     np__sched.idle_stack_ns = NP__CTX_KNOWS_SP ? idle_stack_ns : 0;
-    atomic_store(&np__sched.sweep_next, np__add_sat(np_now(), idle_stack_ns));
-    atomic_store(&np__sched.sweep_wanted, 0);
+    np__sweep_start();
     atomic_store(&np__sched.started, 0);
     atomic_store(&np__sched.done, 0);
     atomic_store(&np__sched.nidle, 0);
@@ -317,9 +315,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     np__task_registry_clear(); /* no task, no np_dump inside: the structs go below */
     np__stack_cache_fini(nworkers);
     np__assert(np__sched.gq_head == NULL && np__sched.stackwait == NULL);
-    free(np__sched.reg); /* every task has finished: no stack is moved out */
-    np__sched.reg = NULL;
-    np__sched.nreg = np__sched.capreg = 0;
+    np__sweep_start(); /* forgets the structs just freed */
     np__sched.idle_stack_ns = 0;
     rc = 0;
 out_workers:

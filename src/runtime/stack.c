@@ -523,6 +523,13 @@ void np__stack_release_memory(np__stack *s)
         madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
 }
 
+void np__stack_release_ranges(const struct iovec *iov, int n)
+{
+    /* Cannot fail on private anonymous mappings of ours; if it did, the
+     * pages would merely stay resident. */
+    (void)madvise_many(iov, n, MADV_DONTNEED);
+}
+
 void np__stack_chunk_counts(long *chunks, long *dirty_slots)
 {
     pthread_mutex_lock(&C.lock);

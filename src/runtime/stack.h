@@ -108,6 +108,13 @@ void np__stack_unmap(np__stack *s);
 /* Hands the memory of an idle stack back to the OS, keeping the mapping. */
 void np__stack_release_memory(np__stack *s);
 
+/* Hands back the memory of n ranges of stack pages, keeping the mappings
+ * and the guard markers: one process_madvise call where the kernel has it,
+ * so one TLB shootdown for the lot instead of one per range (the idle-stack
+ * sweep's batches; n at most 1024). */
+struct iovec;
+void np__stack_release_ranges(const struct iovec *iov, int n);
+
 /* How many stacks of stack_size may exist at once (the scheduler's
  * budget), from vm.max_map_count: about 30,000 in the MAPPED layout,
  * millions in the CARVED one; at most NP__TSAN_STACKS_MAX under

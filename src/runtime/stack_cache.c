@@ -1,6 +1,6 @@
 /* The task-struct and stack cache: allocating and recycling task structs
- * (and the registry the idle-stack sweep walks), stacks, the stack budget,
- * and tasks that wait for a stack (np__sched.stackwait).
+ * and stacks, the stack budget, and tasks that wait for a stack
+ * (np__sched.stackwait).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -26,26 +26,6 @@
  * another task finishes. Unstarted tasks hold no stack.
  */
 
-static bool registry_add(np__task *t)
-{
-    bool ok = true;
-    pthread_mutex_lock(&np__sched.reg_lock);
-    if (np__sched.nreg == np__sched.capreg) {
-        size_t cap = np__sched.capreg ? 2 * np__sched.capreg : 1024;
-        np__task **r = realloc(np__sched.reg, cap * sizeof *r);
-        if (r) {
-            np__sched.reg = r;
-            np__sched.capreg = cap;
-        } else {
-            ok = false;
-        }
-    }
-    if (ok)
-        np__sched.reg[np__sched.nreg++] = t;
-    pthread_mutex_unlock(&np__sched.reg_lock);
-    return ok;
-}
-
 static np__task *task_struct_alloc(worker *w)
 {
     np__task *t = w ? w->free_tasks : NULL;
@@ -65,10 +45,6 @@ static np__task *task_struct_alloc(worker *w)
     if (!t)
         return NULL;
     t->waiter.ops = &np__task_ops;
-    if (np__sched.idle_stack_ns > 0 && !registry_add(t)) {
-        np__task_free_struct(t);
-        return NULL;
-    }
     np__task_register(t); /* np_dump */
     return t;
 }

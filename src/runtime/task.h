@@ -46,8 +46,11 @@ struct np__task {
     np__commit_fn commit;     /* park in progress: run after switching away */
     void *commit_arg;
 
-    /* Idle stacks (idle_stack.h), beside `idle` above: where the moved
-     * contents are; the word the sweeper saw first, and when. */
+    /* Idle stacks (idle_stack.h), beside `idle` above: the sweep's queue
+     * (stack_sweep.c), the word of the park it was queued for and when;
+     * where the moved contents are. */
+    np__task *sweep_link;
+    _Atomic int sweep_queued;
     uint64_t sweep_seen;
     int64_t sweep_seen_at;
     void *moved;
