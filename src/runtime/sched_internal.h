@@ -52,6 +52,7 @@ typedef struct worker {
     np__task *inbox;            /* under np__sched.lock: migrated tasks (test hook) */
     _Atomic int has_inbox;
     _Atomic int timers_due;     /* set by the monitor: look at the timers */
+    np__task *_Atomic sweep_inbox; /* tasks parked here, for the idle-stack sweep */
 
     uint32_t rand;
 
@@ -306,7 +307,7 @@ static inline bool ensure_stack(worker *w, np__task *t)
 void np__sweep_start(void);               /* stack_sweep.c */
 void np__sweep(int64_t now);
 int64_t np__sweep_deadline(void);
-void np__sweep_parked(np__task *t);
+void np__sweep_parked(worker *w, np__task *t);
 void np__segv_install(void);              /* segv_guard.c */
 void np__segv_remove(void);
 void np__task_done(void);                 /* scheduler.c */

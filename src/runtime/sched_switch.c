@@ -151,7 +151,7 @@ static void after_switch(sched_thread *m)
     case AFTER_PARK:
         if (np__sched.idle_stack_ns > 0 && (t->park_flags & NP__PARK_STACK_FREE)) {
             np__idle_stack_parked(t);
-            np__sweep_parked(t);
+            np__sweep_parked(w, t);
         }
         if (!t->commit(&t->waiter, t->commit_arg))
             requeue(w, t, true); /* the event came first: run again */

@@ -9,15 +9,16 @@
 #include "runtime/sched_internal.h"
 
 #define BATCH 128                         /* stacks in MOVING at once, their pages released in one call */
-#define PASS_BUSY_NS (200 * 1000)         /* a pass on a busy worker's fairness tick, at most, */
-#define BUSY_GAP_NS (4 * PASS_BUSY_NS)    /* then this long without: a fifth of the worker, at most */
+#define PASS_BUSY_NS (100 * 1000)         /* a pass on a busy worker's fairness tick, at most, */
+#define BUSY_GAP_NS (19 * PASS_BUSY_NS)   /* then this long without: 5% of the worker, at most */
 #define PASS_IDLE_NS (2 * 1000 * 1000)    /* a pass on a worker with nothing to run, at most */
 
 /* ---- idle stacks: the sweep --------------------------------------------------
  *
  * A task that parks stack-free (with idle stacks on) is queued, in park
  * order, stamped with its park's word (idle_stack.h: the park count) and
- * the time. A pass takes tasks from the front while they were queued a
+ * the time (np_now: the coarse clock of t->park_since is too coarse for a
+ * period of a few ms). A pass takes tasks from the front while they were queued a
  * period (np_config.idle_stack_ns) ago or more, and stops at the first
  * that was not: the rest were queued later. So a pass costs what it moves,
  * not what is parked. A task still in that park is moved out; one resumed
@@ -29,20 +30,26 @@
  * most of the cost of a release), then the batch is published MOVED.
  *
  * Passes run on a busy worker's fairness tick, at most PASS_BUSY_NS each
- * and then not for BUSY_GAP_NS (so a busy worker gives the sweep a fifth of
- * its time at most), and before a worker blocks in the poller: then up to
+ * and then not for BUSY_GAP_NS (so a busy worker gives the sweep 5% of its
+ * time at most: moving stacks is background work, as Go's scavenger, and
+ * should not slow the tasks that run; a million tasks spawned at once are
+ * mostly moved once the spawning is over), and before a worker blocks in the poller: then up to
  * PASS_IDLE_NS, and if more is due the poller only looks (timeout 0) and the
  * next pass follows at once. Otherwise the poller blocks no later than the
  * time the front task becomes due, and indefinitely once the queue is
  * empty: an idle server stays asleep. A pass is one worker's at a time
  * (`sweeping`), which owns the queue's front.
  *
- * Pushing is a lock-free stack (`inbox`, newest first) that the pass takes
- * whole and appends, reversed, to its queue.
+ * Pushing is onto a lock-free stack, newest first, one per worker (no
+ * cache line shared by parkers on different workers; `inbox` for a thread
+ * without one), which the pass takes whole and appends, reversed, to its
+ * queue: so the queue is in park order per worker, and across workers to
+ * within a pass's interval (a task so queued behind a younger one is moved
+ * a pass later).
  */
 
 static struct {
-    _Atomic(np__task *) inbox; /* parkers push here, newest first */
+    _Atomic(np__task *) inbox; /* a parker without a worker pushes here */
     np__task *head, *tail;     /* the pass's queue, oldest first */
     np__task *batch[BATCH];    /* in MOVING, pages not yet released */
     struct iovec iov[BATCH];
@@ -54,6 +61,8 @@ void np__sweep_start(void)
     atomic_store(&Q.inbox, NULL);
     Q.head = Q.tail = NULL;
     Q.nbatch = 0;
+    for (int i = 0; i < np__sched.nworkers; i++)
+        atomic_store(&np__sched.workers[i].sweep_inbox, NULL);
     atomic_store(&np__sched.sweep_next, 0);
     atomic_store(&np__sched.sweep_wanted, 0);
     atomic_store(&np__sched.sweeping, 0);
@@ -71,7 +80,7 @@ static void append(np__task *t)
 
 /* The parker, off t's stack, after np__idle_stack_parked and before the
  * wait's commit (so nothing has resumed t yet). */
-void np__sweep_parked(np__task *t)
+void np__sweep_parked(worker *w, np__task *t)
 {
     /* The PARKED store (seq_cst) before the flag's exchange (seq_cst), as
      * the flag's clearing before the look at the word in drop_or_requeue:
@@ -80,11 +89,11 @@ void np__sweep_parked(np__task *t)
         return; /* still queued from an earlier park: the pass will see this one */
     t->sweep_seen = atomic_load_explicit(&t->idle, memory_order_relaxed);
     t->sweep_seen_at = np_now();
-    np__task *old = atomic_load_explicit(&Q.inbox, memory_order_relaxed);
+    np__task *_Atomic *in = w ? &w->sweep_inbox : &Q.inbox;
+    np__task *old = atomic_load_explicit(in, memory_order_relaxed);
     do
         t->sweep_link = old;
-    while (!atomic_compare_exchange_weak_explicit(&Q.inbox, &old, t, memory_order_seq_cst,
-                                                  memory_order_relaxed));
+    while (!atomic_compare_exchange_weak_explicit(in, &old, t, memory_order_seq_cst, memory_order_relaxed));
     /* If the last pass found the queue empty, a poller may be blocked with
      * no pass to come: have it schedule one. (The push above is seq_cst, as
      * the pass's store of sweep_wanted and its look at the inbox after.) */
@@ -138,14 +147,12 @@ static bool move(np__task *t, uint64_t seen)
     return true;
 }
 
-static void pass(int64_t now, bool idle)
+/* Appends the pushes to one inbox since the last pass, oldest first. */
+static void take(np__task *_Atomic *inbox)
 {
-    int zero = 0;
-    if (!atomic_compare_exchange_strong(&np__sched.sweeping, &zero, 1))
+    if (!atomic_load_explicit(inbox, memory_order_relaxed))
         return;
-    int64_t period = np__sched.idle_stack_ns;
-    /* The pushes since the last pass, oldest first. */
-    np__task *in = atomic_exchange_explicit(&Q.inbox, NULL, memory_order_acquire), *rev = NULL;
+    np__task *in = atomic_exchange_explicit(inbox, NULL, memory_order_acquire), *rev = NULL;
     while (in) {
         np__task *next = in->sweep_link;
         in->sweep_link = rev;
@@ -157,6 +164,27 @@ static void pass(int64_t now, bool idle)
         append(rev);
         rev = next;
     }
+}
+
+static bool inboxes_empty(void)
+{
+    if (atomic_load(&Q.inbox))
+        return false;
+    for (int i = 0; i < np__sched.nworkers; i++)
+        if (atomic_load(&np__sched.workers[i].sweep_inbox))
+            return false;
+    return true;
+}
+
+static void pass(int64_t now, bool idle)
+{
+    int zero = 0;
+    if (!atomic_compare_exchange_strong(&np__sched.sweeping, &zero, 1))
+        return;
+    int64_t period = np__sched.idle_stack_ns;
+    take(&Q.inbox);
+    for (int i = 0; i < np__sched.nworkers; i++)
+        take(&np__sched.workers[i].sweep_inbox);
     int64_t stop = now + (idle ? PASS_IDLE_NS : PASS_BUSY_NS);
     bool more = false;
     for (unsigned k = 1; Q.head; k++) {
@@ -190,7 +218,7 @@ static void pass(int64_t now, bool idle)
     /* Nothing queued: a poller may block for good, unless a push comes
      * (np__sweep_parked sees wanted clear, or this sees the inbox). */
     atomic_store(&np__sched.sweep_wanted, Q.head != NULL);
-    if (!Q.head && atomic_load(&Q.inbox))
+    if (!Q.head && !inboxes_empty())
         atomic_store(&np__sched.sweep_wanted, 1);
     atomic_store(&np__sched.sweeping, 0);
 }
