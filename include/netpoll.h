@@ -103,7 +103,9 @@ typedef struct np_config {
                         * returns it puts that one back unless the program
                         * installed another meanwhile. */
     int64_t idle_stack_ns; /* 0 = off (the default). If > 0, a task blocked
-                        * this long (to 1.5 times this) in network I/O or
+                        * this long (to about 1.2 times this; longer while
+                        * every worker is busy, as the moves then take 5% of
+                        * a worker's time at most) in network I/O or
                         * np_sleep gives its stack's memory back: the used
                         * part is copied to the heap and copied back, to the
                         * same addresses, when it runs again. For servers

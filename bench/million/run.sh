@@ -35,8 +35,9 @@
 #
 # Environment: N (1000000; QUICK=1: 200000), REPEAT (3; QUICK=1: 1),
 #   CONFIGS ("default 16k tuned"), IDLE_MS (50), DEADLINE (seconds to the
-#   common deadline: 20 without idle stacks, 60 with, as moving a million
-#   stacks takes the sweep tens of seconds; scaled down with N), and those
+#   common deadline: 20 without idle stacks, 30 with, as the sweep moves
+#   most stacks once the spawning is over (1-2 s for a million); scaled
+#   down with N), and those
 #   of bench/common.sh. Writes bench/results/million.{md,dat,raw,targets}.
 set -euo pipefail
 notes_file=$(mktemp)
@@ -81,7 +82,7 @@ fi
 deadline_for() { # config
     if [ -n "$DEADLINE" ]; then echo "$DEADLINE"; return; fi
     local base=20
-    [ "$1" = tuned ] && base=60
+    [ "$1" = tuned ] && base=30
     awk -v b="$base" -v n="$N" 'BEGIN { d = b * n / 1000000; printf "%d\n", (d < 5 ? 5 : d) }'
 }
 
