@@ -9,6 +9,7 @@
 #include "base/cpu_relax.h"
 #include "runtime/idle_stack.h"
 #include "base/np_assert.h"
+#include "os/os.h"
 #include "runtime/sanitizer.h"
 
 /* Below the saved stack pointer, the x86-64 ABI lets a function keep data
@@ -71,7 +72,7 @@ bool np__idle_stack_try_move(np__task *t, uint64_t seen)
     char *first = (char *)((uintptr_t)lo & ~(uintptr_t)(np__page_size() - 1));
     /* Cannot fail on a private anonymous mapping of ours; if it did, the
      * pages would merely stay resident. */
-    (void)madvise(first, (size_t)(hi - first), MADV_DONTNEED);
+    np__os_release_pages(first, (size_t)(hi - first));
     atomic_fetch_add_explicit(&moved_bytes, (int64_t)len, memory_order_relaxed);
     atomic_fetch_add_explicit(&moves, 1, memory_order_relaxed);
     atomic_store_explicit(&t->idle, (seen & ~(uint64_t)3) | NP__IDLE_MOVED, memory_order_release);
