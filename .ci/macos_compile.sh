@@ -64,11 +64,20 @@ trap '[ -n "${NP_KEEP:-}" ] || rm -rf "$work"' EXIT
 export ZIG_GLOBAL_CACHE_DIR="${ZIG_GLOBAL_CACHE_DIR:-$prefix/cache}"
 export ZIG_LOCAL_CACHE_DIR="$ZIG_GLOBAL_CACHE_DIR"
 
+# netpoll_version.h, as CMake's configure_file makes it from project().
+version="$(sed -n 's/^project(netpoll VERSION \([0-9][0-9.]*\).*/\1/p' CMakeLists.txt)"
+[ -n "$version" ] || { echo "macos_compile: no version in CMakeLists.txt's project()" >&2; exit 1; }
+IFS=. read -r v_major v_minor v_patch <<<"$version"
+mkdir -p "$work/include"
+sed -e "s/@PROJECT_VERSION@/$version/g" -e "s/@PROJECT_VERSION_MAJOR@/$v_major/g" \
+    -e "s/@PROJECT_VERSION_MINOR@/$v_minor/g" -e "s/@PROJECT_VERSION_PATCH@/${v_patch:-0}/g" \
+    cmake/netpoll_version.h.in > "$work/include/netpoll_version.h"
+
 # As cmake/NetpollOptions.cmake compiles every source, plus -Werror.
 CFLAGS=(-std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
         -Wmissing-prototypes -Wpointer-arith -Wvla -Wformat=2
         -fno-omit-frame-pointer -fvisibility=hidden -fPIC -D_GNU_SOURCE -DNP_BUILDING=1
-        -I include -I src)
+        -I include -I "$work/include" -I src)
 
 # The core's sources for a target (arch: x86_64 or aarch64), one a line.
 core_sources() {
