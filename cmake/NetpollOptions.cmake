@@ -122,6 +122,26 @@ else()
     message(STATUS "netpoll: names resolved with getaddrinfo on the offload pool (no c-ares)")
 endif()
 
+# The platform unit (src/os/os.h): futexes, thread stacks, descriptor flags,
+# page release. One file per system, plus what macOS and FreeBSD share.
+if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
+    set(NP_OS_SOURCES src/os/os_linux.c src/os/fd_atomic.c)
+elseif(APPLE)
+    set(NP_OS_SOURCES src/os/os_darwin.c src/os/os_posix.c)
+elseif(CMAKE_SYSTEM_NAME STREQUAL "FreeBSD")
+    set(NP_OS_SOURCES src/os/os_freebsd.c src/os/os_posix.c src/os/fd_atomic.c)
+else()
+    message(FATAL_ERROR "netpoll: no platform unit (src/os/os_*.c) for ${CMAKE_SYSTEM_NAME}")
+endif()
+# The fallback wait-on-address (src/os/futex_table.c), instead of the
+# system's futex, __ulock_wait or _umtx_op: for builds that must not use
+# private calls (macOS App Store), and to test the fallback on Linux.
+option(NP_FUTEX_TABLE "Wait on addresses with a mutex/condvar table, not the system's call" OFF)
+if(NP_FUTEX_TABLE)
+    list(APPEND NP_OS_SOURCES src/os/futex_table.c)
+    add_compile_definitions(NP_FUTEX_TABLE=1)
+endif()
+
 # Task context switch: hand-written assembly where we have it, else ucontext.
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     set(_np_default_context asm)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Includes point only down the layers (shared design: each layer knows only
 # the ones below it). src/<folder>/ ranks, bottom to top:
-#   base < poller < pd < runtime < sync < net
+#   base, os < poller < pd < runtime < sync < net
+# (os, the platform unit, is base's peer: each uses the other.)
 # A file may include headers of its own folder or of a lower one. Exit 0
 # clean, 1 with the offending lines.
 set -euo pipefail
 src="${1:-$(dirname "$0")/../src}"
 rank() {
     case "$1" in
-    base) echo 0 ;; poller) echo 1 ;; pd) echo 2 ;; runtime) echo 3 ;; sync) echo 4 ;; net) echo 5 ;;
+    base | os) echo 0 ;; poller) echo 1 ;; pd) echo 2 ;; runtime) echo 3 ;; sync) echo 4 ;; net) echo 5 ;;
     *) echo "unknown layer folder: $1" >&2; echo 99 ;;
     esac
 }

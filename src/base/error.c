@@ -8,6 +8,7 @@
 
 #include "netpoll.h"
 #include "base/np_assert.h"
+#include "os/os.h"
 
 const char *np_strerror(int err)
 {
@@ -19,9 +20,8 @@ const char *np_strerror(int err)
         err = -err;
     if (err == 0)
         return "Success";
-    /* strerror() may format unknown codes into a shared buffer; the table
-     * strerrordesc_np() reads is static and thread-safe. */
-    const char *s = strerrordesc_np(err);
+    /* Static and thread-safe text (os.h): strerror() is neither. */
+    const char *s = np__os_strerror(err);
     return s ? s : "Unknown error";
 }
 

@@ -12,6 +12,7 @@
 #include "base/sys.h"
 #include "net/fd.h"
 #include "netpoll.h"
+#include "os/os.h"
 
 int np_conn_from_fd(np_conn *out, int fd)
 {
@@ -36,13 +37,14 @@ int np_conn_from_fd(np_conn *out, int fd)
         socklen_t l = sizeof sotype;
         if (NP__SYS(getsockopt(fd, SOL_SOCKET, SO_TYPE, &sotype, &l)) < 0)
             return -EINVAL;
-        l = sizeof family;
-        if (NP__SYS(getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &l)) < 0)
+        if ((family = np__os_socket_family(fd)) < 0)
             return -EINVAL;
         if (sotype == SOCK_SEQPACKET)
             sotype = SOCK_DGRAM; /* message at a time, as a datagram */
         else if (sotype != SOCK_STREAM && sotype != SOCK_DGRAM)
             return -EINVAL;
+        if ((rc = np__os_adopt_socket(fd)) < 0) /* no SIGPIPE from its writes */
+            return rc;
     }
     if (!(fl & O_NONBLOCK) && (rc = NP__SYS(fcntl(fd, F_SETFL, fl | O_NONBLOCK))) < 0)
         return rc;

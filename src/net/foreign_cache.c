@@ -16,16 +16,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <linux/kcmp.h>
-#include <sys/syscall.h>
-#endif
 
 #include "base/clock.h"
 #include "base/sys.h"
 #include "net/fd.h"
 #include "net/foreign_cache.h"
 #include "netpoll.h"
+#include "os/os.h"
 #include "pd/timer.h"
 #include "poller/poller.h"
 #include "runtime/scheduler.h"
@@ -469,21 +466,14 @@ int np__fw_acquire(int fd, ent **out, bool *fresh)
  * fstat's st_dev, st_ino and type. */
 static bool same_open_file(int fd, ent *e)
 {
-#if defined(__linux__) && defined(SYS_kcmp)
     if (!atomic_load_explicit(&no_kcmp, memory_order_relaxed)) {
-        /* The calling thread's id, not getpid(): once the main thread has
-         * called pthread_exit, the process's leader is a zombie without a
-         * file table and kcmp on it fails; after a fork, getpid() at
-         * creation would name the parent. All threads share the table. */
-        pid_t self = (pid_t)syscall(SYS_gettid);
-        long r = NP__SYS(syscall(SYS_kcmp, self, self, KCMP_FILE, fd, e->dup));
+        int r = np__os_same_file(fd, e->dup);
         if (r >= 0 || r == -EBADF)
-            return r == 0;
+            return r == 1;
         if (r != -ENOSYS && r != -EPERM)
             return false;
         atomic_store_explicit(&no_kcmp, true, memory_order_relaxed);
     }
-#endif
     struct stat st;
     return NP__SYS(fstat(fd, &st)) == 0 && st.st_dev == e->dev && st.st_ino == e->ino &&
            (st.st_mode & S_IFMT) == e->type;

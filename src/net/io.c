@@ -29,6 +29,7 @@
 #include "net/addr.h"
 #include "net/fd.h"
 #include "netpoll.h"
+#include "os/os.h"
 #include "pd/pd.h"
 #include "poller/poller.h"
 #include "runtime/scheduler.h"
@@ -49,10 +50,8 @@ static ssize_t pipe_write(int fd, const void *buf, size_t len)
     if (sigismember(&old, SIGPIPE) && sigpending(&pending) == 0)
         was_pending = sigismember(&pending, SIGPIPE);
     ssize_t n = NP__SYS(write(fd, buf, len));
-    if (n == -EPIPE && !was_pending) {
-        struct timespec zero = { 0, 0 };
-        (void)sigtimedwait(&pipe_set, NULL, &zero);
-    }
+    if (n == -EPIPE && !was_pending)
+        np__os_discard_pending(SIGPIPE);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return n;
 }

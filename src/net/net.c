@@ -23,6 +23,7 @@
 #include "net/addr.h"
 #include "net/fd.h"
 #include "netpoll.h"
+#include "os/os.h"
 #include "pd/pd.h"
 #include "poller/poller.h"
 #include "runtime/scheduler.h"
@@ -79,7 +80,7 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int reuse_port, b
                      np__fd **out,
                      uint64_t *id)
 {
-    int s = NP__SYS(socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int s = np__os_socket(sa->sa_family, SOCK_STREAM, 0);
     if (s < 0)
         return s;
     int one = 1, zero = 0, rc;
@@ -170,7 +171,7 @@ int np_accept(np_listener l, np_conn *out)
     int rc = np__pd_reset(fd->pd, NP__PD_READ);
     int s = -1;
     while (rc == 0) {
-        s = NP__SYS(accept4(fd->sysfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        s = np__os_accept(fd->sysfd);
         if (s >= 0)
             break;
         int err = -s;
@@ -226,7 +227,7 @@ int np_listener_close(np_listener l)
 static int bind_packet(const struct sockaddr *sa, socklen_t len, bool v6only_net, np__fd **out,
                        uint64_t *id)
 {
-    int s = NP__SYS(socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int s = np__os_socket(sa->sa_family, SOCK_DGRAM, 0);
     if (s < 0)
         return s;
     int rc;
@@ -280,7 +281,7 @@ int np_listen_packet(np_conn *out, const char *network, const char *address)
 static int dial_one(const struct sockaddr *sa, socklen_t len, int sotype, int64_t deadline,
                     np__fd **out, uint64_t *id)
 {
-    int s = NP__SYS(socket(sa->sa_family, sotype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int s = np__os_socket(sa->sa_family, sotype, 0);
     if (s < 0)
         return s;
     if (sotype == SOCK_STREAM)

@@ -8,13 +8,11 @@
  * set readied one park twice: an invariant violation, so it aborts.
  */
 #include <limits.h>
-#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "base/np_assert.h"
+#include "os/os.h"
 #include "pd/waiter.h"
 
 typedef struct thread_waiter {
@@ -33,16 +31,6 @@ void (*_Atomic np__thread_park_hook)(void);
 
 static _Thread_local thread_waiter self = { .base.ops = &thread_ops, .token = 1 };
 
-static void futex_wait(_Atomic uint32_t *word, uint32_t val)
-{
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *word)
-{
-    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
 static void tw_ready(np__waiter *w)
 {
     thread_waiter *tw = (thread_waiter *)w;
@@ -50,7 +38,7 @@ static void tw_ready(np__waiter *w)
     uint32_t was = atomic_exchange_explicit(&tw->token, 1, memory_order_release);
     if (was != 0)
         NP__PANIC("thread waiter readied twice for one park");
-    futex_wake(&tw->token);
+    np__os_futex_wake(&tw->token);
 }
 
 static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned flags,
@@ -70,7 +58,7 @@ static void tw_park(np__waiter *w, np__commit_fn commit, void *arg, unsigned fla
     if (hook)
         hook();
     while (atomic_load_explicit(&tw->token, memory_order_acquire) == 0)
-        futex_wait(&tw->token, 0);
+        np__os_futex_wait(&tw->token, 0, -1);
 }
 
 __attribute__((noinline)) np__waiter *np__thread_waiter_self(void)

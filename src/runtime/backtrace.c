@@ -1,30 +1,31 @@
 /* Backtraces for np_dump. See backtrace.h. */
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <link.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
+#include "os/os.h"
 #include "runtime/backtrace.h"
+#include "runtime/sanitizer.h"
 
+#ifdef __linux__
+#include <link.h>
 #if UINTPTR_MAX == UINT64_MAX
 #define SYM_TYPE(info) ELF64_ST_TYPE(info)
 #else
 #define SYM_TYPE(info) ELF32_ST_TYPE(info)
 #endif
-#include "runtime/sanitizer.h"
+#endif
 
 void np__peeker_init(np__peeker *p)
 {
     memset(p, 0, sizeof *p);
-    p->pid = getpid();
     /* One read of our own stack says whether the call is allowed here. */
     uint64_t probe = 0x5eed, got = 0;
-    struct iovec l = { &got, sizeof got }, r = { &probe, sizeof probe };
-    p->direct = process_vm_readv(p->pid, &l, 1, &r, 1, 0) != (ssize_t)sizeof got || got != probe;
+    p->direct = np__os_read_self(&got, (uintptr_t)&probe, sizeof got) != (long)sizeof got ||
+                got != probe;
 }
 
 /* The fallback: plain reads of another task's stack, unsynchronised and
@@ -50,8 +51,7 @@ bool np__peek(void *peeker, uintptr_t addr, void *out, size_t n)
         copy_direct(out, addr, n);
         return true;
     }
-    struct iovec l = { out, n }, r = { (void *)addr, n };
-    return process_vm_readv(p->pid, &l, 1, &r, 1, 0) == (ssize_t)n;
+    return np__os_read_self(out, addr, n) == (long)n;
 }
 
 int np__fp_walk(np__peeker *p, uintptr_t pc, uintptr_t fp, uintptr_t lo, uintptr_t hi,
@@ -92,6 +92,7 @@ void np__syms_fini(np__syms *s)
     s->nmod = 0;
 }
 
+#ifdef __linux__
 /* Maps path and finds its .symtab; false if it has none. */
 static bool load_symtab(np__symmod *m, const char *path)
 {
@@ -170,6 +171,48 @@ static const char *symtab_lookup(const np__symmod *m, uintptr_t pc, uintptr_t *s
     return best;
 }
 
+/* Fills cache[slot] for look: the exported symbol and its size from
+ * dladdr1, else the file's .symtab. */
+static void lookup(np__syms *s, uintptr_t look, unsigned slot)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (!dladdr1((void *)look, &info, (void **)&sym, RTLD_DL_SYMENT))
+        return;
+    s->cache[slot].module = info.dli_fname;
+    s->cache[slot].base = (uintptr_t)info.dli_fbase;
+    uintptr_t sa = (uintptr_t)info.dli_saddr;
+    if (info.dli_sname && sym && look >= sa && look - sa < (sym->st_size ? sym->st_size : 1)) {
+        s->cache[slot].name = info.dli_sname;
+        s->cache[slot].start = sa;
+        return;
+    }
+    np__symmod *m = module_of(s, &info);
+    uintptr_t start = 0;
+    const char *n = m && m->map ? symtab_lookup(m, look, &start) : NULL;
+    if (n) {
+        s->cache[slot].name = n;
+        s->cache[slot].start = start;
+    }
+}
+#else
+/* Elsewhere (macOS's Mach-O, FreeBSD without dladdr1): dladdr alone, which
+ * gives no size: the nearest symbol at or below look, which for code in no
+ * symbol it knows (a stripped static function) is a neighbour's name. */
+static void lookup(np__syms *s, uintptr_t look, unsigned slot)
+{
+    Dl_info info;
+    if (!dladdr((void *)look, &info))
+        return;
+    s->cache[slot].module = info.dli_fname;
+    s->cache[slot].base = (uintptr_t)info.dli_fbase;
+    if (info.dli_sname && info.dli_saddr && look >= (uintptr_t)info.dli_saddr) {
+        s->cache[slot].name = info.dli_sname;
+        s->cache[slot].start = (uintptr_t)info.dli_saddr;
+    }
+}
+#endif
+
 void np__symbolize(np__syms *s, uintptr_t pc, bool is_return, const char **name,
                    const char **module, uintptr_t *off)
 {
@@ -180,25 +223,7 @@ void np__symbolize(np__syms *s, uintptr_t pc, bool is_return, const char **name,
         s->cache[slot].name = NULL;
         s->cache[slot].module = NULL;
         s->cache[slot].base = 0;
-        Dl_info info;
-        const ElfW(Sym) *sym = NULL;
-        if (dladdr1((void *)look, &info, (void **)&sym, RTLD_DL_SYMENT)) {
-            s->cache[slot].module = info.dli_fname;
-            s->cache[slot].base = (uintptr_t)info.dli_fbase;
-            uintptr_t sa = (uintptr_t)info.dli_saddr;
-            if (info.dli_sname && sym && look >= sa && look - sa < (sym->st_size ? sym->st_size : 1)) {
-                s->cache[slot].name = info.dli_sname;
-                s->cache[slot].start = sa;
-            } else {
-                np__symmod *m = module_of(s, &info);
-                uintptr_t start = 0;
-                const char *n = m && m->map ? symtab_lookup(m, look, &start) : NULL;
-                if (n) {
-                    s->cache[slot].name = n;
-                    s->cache[slot].start = start;
-                }
-            }
-        }
+        lookup(s, look, slot);
     }
     *name = s->cache[slot].name;
     *module = s->cache[slot].module;

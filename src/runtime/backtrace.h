@@ -3,16 +3,18 @@
  * addresses it finds.
  *
  * Everything here is meant to run in a signal handler: no malloc, no stdio,
- * no locks of ours. Memory of other tasks is read with process_vm_readv on
- * our own process, which fails with EFAULT instead of faulting (and is not
+ * no locks of ours. Memory of other tasks is read through the kernel
+ * (os.h's np__os_read_self: process_vm_readv on Linux, vm_read_overwrite on
+ * macOS), which fails with EFAULT instead of faulting (and is not
  * seen by the sanitizers, which would otherwise report reads of another
  * fiber's stack); where that call is refused (seccomp, qemu-user), plain
- * reads, bounded by the task's stack, are used instead.
+ * reads, bounded by the task's stack, are used instead (and on FreeBSD).
  *
  * Names: dladdr1 gives the exported symbol and its size; an address inside
  * no exported symbol (a static function, the library's hidden ones, a
  * program not linked with -rdynamic) is looked up in the file's .symtab,
- * mapped for the length of one dump. Without either: module+offset.
+ * mapped for the length of one dump (Linux; elsewhere dladdr alone, which
+ * names the nearest symbol below). Without either: module+offset.
  */
 #ifndef NP_BACKTRACE_H
 #define NP_BACKTRACE_H
@@ -26,8 +28,7 @@
  * moved_at + moved_len) is read from moved_copy instead: a stack the idle
  * sweep moved out (idle_stack.h) is walked in its copy. */
 typedef struct np__peeker {
-    pid_t pid;
-    bool direct;             /* process_vm_readv refused: plain reads */
+    bool direct;             /* np__os_read_self refused: plain reads */
     uintptr_t moved_at, moved_copy;
     size_t moved_len;
 } np__peeker;

@@ -2,12 +2,14 @@
  * void np__ctx_switch(np__ctx *from, np__ctx *to): x0 = from, x1 = to.
  * Saves the callee-saved x19-x28, fp, lr, the low halves of v8-v15 (d8-d15)
  * and FPCR. */
+#include "runtime/ctx_asm.h"
+
     .text
-    .globl np__ctx_switch
-    .hidden np__ctx_switch
-    .type np__ctx_switch, %function
+    .globl NP_ASM_NAME(np__ctx_switch)
+    NP_ASM_HIDDEN(np__ctx_switch)
+    NP_ASM_TYPE(np__ctx_switch)
     .p2align 4
-np__ctx_switch:
+NP_ASM_NAME(np__ctx_switch):
     .cfi_startproc
     sub sp, sp, #176
     stp x19, x20, [sp, #0]
@@ -41,15 +43,15 @@ np__ctx_switch:
     add sp, sp, #176
     ret
     .cfi_endproc
-    .size np__ctx_switch, .-np__ctx_switch
+    NP_ASM_SIZE(np__ctx_switch)
 
 /* First frame of a new context: np__ctx_make put fn in x19 and arg in x20
  * and this address in lr. */
-    .globl np__ctx_trampoline
-    .hidden np__ctx_trampoline
-    .type np__ctx_trampoline, %function
+    .globl NP_ASM_NAME(np__ctx_trampoline)
+    NP_ASM_HIDDEN(np__ctx_trampoline)
+    NP_ASM_TYPE(np__ctx_trampoline)
     .p2align 4
-np__ctx_trampoline:
+NP_ASM_NAME(np__ctx_trampoline):
     .cfi_startproc
     .cfi_undefined x30
     mov x29, #0
@@ -57,6 +59,6 @@ np__ctx_trampoline:
     blr x19
     brk #0              /* fn must not return */
     .cfi_endproc
-    .size np__ctx_trampoline, .-np__ctx_trampoline
+    NP_ASM_SIZE(np__ctx_trampoline)
 
-    .section .note.GNU-stack,"",@progbits
+    NP_ASM_NOEXEC_STACK

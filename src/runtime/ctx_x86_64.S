@@ -2,11 +2,13 @@
  * void np__ctx_switch(np__ctx *from, np__ctx *to): rdi = from, rsi = to.
  * Only callee-saved state is saved: the caller of np__ctx_switch has already
  * spilled everything else, as for any call. */
+#include "runtime/ctx_asm.h"
+
     .text
-    .globl np__ctx_switch
-    .hidden np__ctx_switch
-    .type np__ctx_switch, @function
-np__ctx_switch:
+    .globl NP_ASM_NAME(np__ctx_switch)
+    NP_ASM_HIDDEN(np__ctx_switch)
+    NP_ASM_TYPE(np__ctx_switch)
+NP_ASM_NAME(np__ctx_switch):
     .cfi_startproc
     pushq %rbp
     pushq %rbx
@@ -35,20 +37,20 @@ np__ctx_switch:
     popq %rcx
     jmpq *%rcx
     .cfi_endproc
-    .size np__ctx_switch, .-np__ctx_switch
+    NP_ASM_SIZE(np__ctx_switch)
 
 /* First frame of a new context: np__ctx_make put fn in r12 and arg in r13,
  * and left rsp 16-byte aligned here, so the call below is ABI-aligned. */
-    .globl np__ctx_trampoline
-    .hidden np__ctx_trampoline
-    .type np__ctx_trampoline, @function
-np__ctx_trampoline:
+    .globl NP_ASM_NAME(np__ctx_trampoline)
+    NP_ASM_HIDDEN(np__ctx_trampoline)
+    NP_ASM_TYPE(np__ctx_trampoline)
+NP_ASM_NAME(np__ctx_trampoline):
     .cfi_startproc
     .cfi_undefined rip      /* outermost frame: unwinders stop here */
     movq %r13, %rdi
     callq *%r12
     ud2                     /* fn must not return */
     .cfi_endproc
-    .size np__ctx_trampoline, .-np__ctx_trampoline
+    NP_ASM_SIZE(np__ctx_trampoline)
 
-    .section .note.GNU-stack,"",@progbits
+    NP_ASM_NOEXEC_STACK

@@ -31,13 +31,12 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "base/sys.h"
 #include "netpoll.h"
+#include "os/os.h"
 #include "pd/pd.h"
 #include "runtime/backtrace.h"
 #include "runtime/dump.h"
@@ -374,30 +373,6 @@ NP_NO_TSAN static bool dump_task(dumper *d, np__task *t)
     return true;
 }
 
-/* The registers of the code a signal interrupted. */
-static bool regs_of(const void *uc, uintptr_t *pc, uintptr_t *fp, uintptr_t *sp)
-{
-#if defined(__x86_64__) && defined(REG_RIP)
-    const ucontext_t *u = uc;
-    *pc = (uintptr_t)u->uc_mcontext.gregs[REG_RIP];
-    *fp = (uintptr_t)u->uc_mcontext.gregs[REG_RBP];
-    *sp = (uintptr_t)u->uc_mcontext.gregs[REG_RSP];
-    return true;
-#elif defined(__aarch64__)
-    const ucontext_t *u = uc;
-    *pc = (uintptr_t)u->uc_mcontext.pc;
-    *fp = (uintptr_t)u->uc_mcontext.regs[29];
-    *sp = (uintptr_t)u->uc_mcontext.sp;
-    return true;
-#else
-    (void)uc;
-    (void)pc;
-    (void)fp;
-    (void)sp;
-    return false;
-#endif
-}
-
 static int dump(int fd, const void *uc)
 {
     if (fd < 0)
@@ -418,7 +393,7 @@ static int dump(int fd, const void *uc)
     d->now = np_now();
     d->coarse_now = np__coarse_now();
     d->self = np__sched_current_task();
-    if (uc && d->self && regs_of(uc, &d->int_pc, &d->int_fp, &d->int_sp)) {
+    if (uc && d->self && np__os_signal_regs(uc, &d->int_pc, &d->int_fp, &d->int_sp)) {
         d->interrupted = d->self; /* the handler runs on the thread, not in the task */
         d->self = NULL;
     }
@@ -466,14 +441,8 @@ static void on_dump_signal(int sig, siginfo_t *si, void *uc)
     if (sig == SIGQUIT) {
         /* Its default action next, as without netpoll: the process ends.
          * Blocked while this handler runs, the signal sent here is
-         * delivered as it returns. Raw system calls: ThreadSanitizer runs
-         * handlers late, from its own bookkeeping, and swallowed a signal
-         * re-raised through its sigaction and raise. A zeroed kernel
-         * sigaction is SIG_DFL, no flags, an empty mask, whatever the
-         * architecture's field order. */
-        uint64_t dfl[4] = { 0, 0, 0, 0 };
-        syscall(SYS_rt_sigaction, sig, dfl, NULL, sizeof(uint64_t));
-        syscall(SYS_tgkill, (long)getpid(), (long)syscall(SYS_gettid), (long)sig);
+         * delivered as it returns. */
+        np__os_reraise_default(sig);
     }
     NP__ERRNO_RESTORE();
 }

@@ -8,6 +8,7 @@
 #include "base/cpu_relax.h"
 #include "runtime/idle_stack.h"
 #include "base/np_assert.h"
+#include "os/os.h"
 #include "runtime/sanitizer.h"
 
 /* Below the saved stack pointer, the x86-64 ABI lets a function keep data

@@ -19,9 +19,7 @@
  * it.
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,12 +27,12 @@
 #include "pd/pd.h"
 #include "pd/timer.h"
 #include "poller/poller.h"
+#include "os/os.h"
 #include "runtime/sched_internal.h"
 
 void np__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
 {
-    struct timespec rel = { .tv_sec = ns / NP_SECOND, .tv_nsec = ns % NP_SECOND };
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, ns >= 0 ? &rel : NULL, NULL, 0);
+    np__os_futex_wait(word, val, ns);
 #ifdef NP_TSAN
     /* ThreadSanitizer runs a signal's handler only in or after a call it
      * intercepts, and a raw futex is not one: a signal that interrupted
@@ -47,7 +45,7 @@ void np__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
 
 void np__futex_wake(_Atomic uint32_t *word)
 {
-    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    np__os_futex_wake(word);
 }
 
 /* Under np__sched.lock: takes w, which is on the idle list, off it. The

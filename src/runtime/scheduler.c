@@ -27,6 +27,7 @@
 #include "pd/netpoll_driver.h"
 #include "pd/timer.h"
 #include "poller/poller.h"
+#include "os/os.h"
 #include "runtime/dump.h"
 #include "runtime/offload.h"
 #include "runtime/sched_internal.h"
@@ -408,9 +409,7 @@ static void sleep_fired(void *arg, uintptr_t seq)
  * time: it holds up nobody. */
 static int thread_sleep_until(int64_t deadline)
 {
-    struct timespec ts = { .tv_sec = deadline / NP_SECOND, .tv_nsec = deadline % NP_SECOND };
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-    }
+    np__os_sleep_until(deadline);
     return 0;
 }
 

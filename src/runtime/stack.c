@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 #include "base/np_assert.h"
 #include "base/sys.h"
+#include "os/os.h"
 #include "runtime/sanitizer.h"
 #include "runtime/stack.h"
 
@@ -62,6 +65,9 @@ size_t np__stack_guard_size(void)
  * populating a plain one succeeds. */
 static bool guard_install_works(void)
 {
+#ifndef __linux__
+    return false; /* Linux's guard markers only: elsewhere MAPPED */
+#endif
     size_t ps = np__page_size();
     char *m = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
@@ -155,7 +161,7 @@ static np__stack *mapped_map(size_t stack_size)
 {
     size_t size = slot_size(stack_size);
     char *map = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | NP__OS_MAP_STACK, -1, 0);
     if (map == MAP_FAILED)
         return NULL;
     if (mprotect(map, np__stack_guard_size(), PROT_NONE) != 0) {
@@ -189,7 +195,9 @@ static np__stack *mapped_map(size_t stack_size)
  * which also flushes the TLBs once for the lot (6.16), instead of once per
  * range on every CPU running a worker; else one madvise per range. 0, or -1
  * if some range failed. */
+#if defined(SYS_process_madvise)
 static _Atomic int batch_broken;
+#endif
 
 static int madvise_many(const struct iovec *iov, int n, int advice)
 {
@@ -321,14 +329,14 @@ static chunk *chunk_new(size_t size, unsigned n)
     c->all = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
     c->free = c->all;
     c->base = mmap(NULL, c->map_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | NP__OS_MAP_STACK, -1, 0);
     if (c->base == MAP_FAILED) {
         free(c);
         return NULL;
     }
     /* MAP_STACK implies it since Linux 6.7; a 2 MiB page would span many
      * stacks' untouched pages. Advice only: failure changes nothing. */
-    (void)madvise(c->base, c->map_size, MADV_NOHUGEPAGE);
+    np__os_no_huge_pages(c->base, c->map_size);
     /* Few at a time: this may run on a task's stack (a switch's pick). */
     size_t guard = np__stack_guard_size();
     struct iovec iov[16];
@@ -520,14 +528,20 @@ void np__stack_release_memory(np__stack *s)
     char *lo = (char *)s->info.bottom;
     char *hi = (char *)((uintptr_t)s & ~(uintptr_t)(ps - 1));
     if (hi > lo)
-        madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+        np__os_release_pages(lo, (size_t)(hi - lo));
 }
 
 void np__stack_release_ranges(const struct iovec *iov, int n)
 {
     /* Cannot fail on private anonymous mappings of ours; if it did, the
      * pages would merely stay resident. */
+#ifdef __linux__
     (void)madvise_many(iov, n, MADV_DONTNEED);
+#else
+    /* MADV_DONTNEED frees nothing on macOS: the platform's own way. */
+    for (int i = 0; i < n; i++)
+        np__os_release_pages(iov[i].iov_base, iov[i].iov_len);
+#endif
 }
 
 void np__stack_chunk_counts(long *chunks, long *dirty_slots)
@@ -547,6 +561,7 @@ void np__stack_chunk_counts(long *chunks, long *dirty_slots)
 int64_t np__stacks_max(size_t stack_size)
 {
     int64_t maps = 65530;
+#ifdef __linux__
     FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
     if (f) {
         long long v;
@@ -554,6 +569,7 @@ int64_t np__stacks_max(size_t stack_size)
             maps = v;
         fclose(f);
     }
+#endif
     int64_t b = np__stack_layout() == NP__STACK_CARVED
                     ? (maps - 4096) * (int64_t)np__stacks_per_mapping(stack_size)
                     : maps / 2 - 2048;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/np_assert.h"
+#include "os/os.h"
 #include "runtime/sanitizer.h"
 #include "runtime/task.h"
 
@@ -93,15 +94,11 @@ np__stack *np__task_finished(np__task *t)
 void np__stackinfo_of_thread(np__stackinfo *si)
 {
     memset(si, 0, sizeof *si);
-    pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-        void *addr;
-        size_t size;
-        if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
-            si->bottom = addr;
-            si->size = size;
-        }
-        pthread_attr_destroy(&attr);
+    void *addr;
+    size_t size;
+    if (np__os_thread_stack(&addr, &size) == 0) {
+        si->bottom = addr;
+        si->size = size;
     }
 #ifdef NP_TSAN
     si->tsan_fiber = __tsan_get_current_fiber();

@@ -26,6 +26,7 @@
 
 #include "base/sys.h"
 #include "netpoll.h"
+#include "os/os.h"
 #include "sync/chan.h"
 
 #define NSIGS 65 /* signal numbers 1..64 (Linux: 64 with real-time ones) */
@@ -127,7 +128,7 @@ static int start_thread(void)
     if (!g)
         return -ENOMEM;
     int p[2];
-    int rc = NP__SYS(pipe2(p, O_CLOEXEC));
+    int rc = np__os_pipe(p);
     if (rc < 0) {
         free(g);
         return rc;

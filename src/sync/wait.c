@@ -1,17 +1,16 @@
 /* Coordination waits: records, queues, claims and parking. The protocol is
  * in wait.h. */
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "base/cpu_relax.h"
 #include "base/np_assert.h"
 #include "netpoll.h"
+#include "os/os.h"
 #include "runtime/scheduler.h"
 #include "sync/wait.h"
 
@@ -181,22 +180,14 @@ static void tr_ready(np__waiter *w)
     trec *tr = tr_of_waiter(w);
     if (atomic_exchange_explicit(&tr->token, 1, memory_order_release) != 0)
         NP__PANIC("sync: a thread's wait readied twice");
-    syscall(SYS_futex, &tr->token, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    np__os_futex_wake(&tr->token);
 }
 
 /* Sleeps while token is 0, at most until deadline (0: none; CLOCK_MONOTONIC,
  * np_now's clock). Returns early now and then (a signal, a stale wake). */
 static void tr_sleep(trec *tr, int64_t deadline)
 {
-    struct timespec ts, *tsp = NULL;
-    if (deadline > 0) {
-        ts.tv_sec = (time_t)(deadline / NP_SECOND);
-        ts.tv_nsec = (long)(deadline % NP_SECOND);
-        tsp = &ts;
-    }
-    /* BITSET: an absolute timeout, on CLOCK_MONOTONIC. */
-    syscall(SYS_futex, &tr->token, FUTEX_WAIT_BITSET_PRIVATE, 0, tsp, NULL,
-            FUTEX_BITSET_MATCH_ANY);
+    np__os_futex_wait_until(&tr->token, 0, deadline);
 }
 
 static bool claim_expired(np__wrec *r, uint64_t seq, unsigned *was);
