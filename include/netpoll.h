@@ -146,8 +146,9 @@ typedef struct np_config {
                         * other task and its thread becomes a spare. Each
                         * such stall is counted (np_stats.stalls, .handoffs)
                         * and, if the task still holds the thread half of
-                        * stall_ns later (a thread the OS merely preempted
-                        * is back by then), reported on stderr, one line a
+                        * stall_ns (and at least 5 ms) later (a thread the
+                        * OS merely preempted is back by then), reported on
+                        * stderr, one line a
                         * second at most,
                         * naming the function the task was started with
                         * (from the dynamic symbol table: link with -rdynamic,

@@ -184,8 +184,10 @@ NP_NO_TSAN static np__task *running_task(sched_thread *m)
     return __atomic_load_n(&m->current, __ATOMIC_RELAXED);
 }
 
-/* Notes a stall of old's (on worker w, since `since`) for confirm_stalls. */
-NP_NO_TSAN static void stall_seen(sched_thread *old, worker *w, int64_t since, bool handed)
+/* Notes a stall of old's (on worker w, since `since`, seen at `now`) for
+ * confirm_stalls. */
+NP_NO_TSAN static void stall_seen(sched_thread *old, worker *w, int64_t since, int64_t now,
+                                  bool handed)
 {
     np__task *t = running_task(old);
     old->mon_task = t;
@@ -193,12 +195,18 @@ NP_NO_TSAN static void stall_seen(sched_thread *old, worker *w, int64_t since, b
     old->mon_fn = t ? __atomic_load_n(&t->fn, __ATOMIC_RELAXED) : NULL;
     old->mon_wid = w->id;
     old->mon_since = since;
+    old->mon_seen = now;
     old->mon_handed = handed;
 }
 
+/* How long after the retake a thread must still be in its task to be
+ * reported: half a period, and no less than a preemption lasts on a busy
+ * machine (a few milliseconds, whatever stall_ns is). */
+#define CONFIRM_MIN_NS (5 * NP_MILLISECOND)
+
 /* A stall is counted (and handed off) at once, but reported only once
- * confirmed: the thread is still in the same task half a period or more
- * later. A thread the OS merely preempted, runnable but not running (as
+ * confirmed: the thread is still in the same task at a later look, half a
+ * period and at least CONFIRM_MIN_NS after the retake. A thread the OS merely preempted, runnable but not running (as
  * with more busy threads than CPUs, two busy processes on two CPUs), comes
  * back within a few milliseconds, finds its worker gone and goes on as a
  * spare: no line for that. A task in sleep(3) or a long computation is
@@ -206,6 +214,7 @@ NP_NO_TSAN static void stall_seen(sched_thread *old, worker *w, int64_t since, b
 static bool confirm_stalls(int64_t now)
 {
     bool waiting = false;
+    int64_t confirm = np__sched.stall_ns / 2 > CONFIRM_MIN_NS ? np__sched.stall_ns / 2 : CONFIRM_MIN_NS;
     int n = atomic_load(&np__sched.nthreads);
     for (int i = 0; i < n; i++) {
         sched_thread *m = &np__sched.threads[i];
@@ -213,7 +222,7 @@ static bool confirm_stalls(int64_t now)
             continue;
         if (running_task(m) != m->mon_task) {
             m->mon_task = NULL; /* back already */
-        } else if (now - m->mon_since >= np__sched.stall_ns + np__sched.stall_ns / 2) {
+        } else if (now - m->mon_seen >= confirm) {
             report(m->mon_wid, m->mon_task_id, m->mon_fn, now - m->mon_since, m->mon_handed);
             m->mon_task = NULL;
         } else {
@@ -234,7 +243,7 @@ static bool retake(worker *w, uint64_t word, int64_t now, int64_t held_ns)
         if (!w->mon_counted) {
             w->mon_counted = true;
             atomic_fetch_add(&np__sched.stalls, 1);
-            stall_seen(old, w, now - held_ns, false);
+            stall_seen(old, w, now - held_ns, now, false);
         }
         return false;
     }
@@ -251,7 +260,7 @@ static bool retake(worker *w, uint64_t word, int64_t now, int64_t held_ns)
     atomic_fetch_add(&np__sched.handoffs, 1);
     atomic_store(&m->wake_word, 1); /* after `given` (release): see spare_sleep */
     np__futex_wake(&m->wake_word);
-    stall_seen(old, w, now - held_ns, true);
+    stall_seen(old, w, now - held_ns, now, true);
     return true;
 }
 

@@ -104,7 +104,7 @@ void np__sweep_parked(worker *w, np__task *t)
 }
 
 /* t, taken off the queue, is not in the park it was queued for. */
-static void drop_or_requeue(np__task *t, int64_t now)
+static void drop_or_requeue(np__task *t)
 {
     uint64_t w = atomic_load_explicit(&t->idle, memory_order_relaxed);
     if (NP__IDLE_STATE(w) != NP__IDLE_PARKED) {
@@ -113,9 +113,11 @@ static void drop_or_requeue(np__task *t, int64_t now)
         if (NP__IDLE_STATE(w) != NP__IDLE_PARKED || atomic_exchange(&t->sweep_queued, 1))
             return; /* running or queued; or its parker has queued it */
     }
-    /* Parked again since: it parked before now. */
+    /* Parked again since: before this clock read, not before the pass's
+     * start (a task re-parked during the pass and stamped with the start
+     * could be moved up to a pass's length early). */
     t->sweep_seen = w;
-    t->sweep_seen_at = now;
+    t->sweep_seen_at = np_now();
     append(t);
 }
 
@@ -196,7 +198,7 @@ static void pass(int64_t now, bool idle)
         if (!Q.head)
             Q.tail = NULL;
         if (w != t->sweep_seen || !move(t, w))
-            drop_or_requeue(t, now);
+            drop_or_requeue(t);
         if (k % 32 == 0 && np_now() >= stop) {
             more = Q.head != NULL;
             break;
