@@ -133,6 +133,10 @@ typedef struct fz_run {
     fz_book_entry book[FZ_BOOK];
     _Atomic unsigned paths_n;
     char paths[FZ_PATHS][108];
+    /* The socket file's identity when it was bound: another listener may
+     * bind the same path (from the address book) once the first has
+     * unlinked it, and its file is no leftover. 0: unknown. */
+    uint64_t path_dev[FZ_PATHS], path_ino[FZ_PATHS];
     _Atomic int emfile_done;
     _Atomic int actor_seq;
     struct fz_sync *sync;   /* coordination objects (fuzz_sync.c) */
