@@ -58,10 +58,21 @@ np__task *np__global_get_locked(worker *w)
     if (n > NP__RUNQ_SIZE / 2)
         n = NP__RUNQ_SIZE / 2;
     while (n-- > 0) {
-        np__task *x = np__sched.gq_head;
-        if (!x || !np__runq_put(&w->runq, x))
+        /* Off the global queue before into the run queue: once there, a
+         * thief may steal x, run it to its end and recycle its struct,
+         * whose link then serves the free list (ThreadSanitizer saw the
+         * link read after the put, in the API fuzzer). */
+        np__task *x = gq_pop_locked();
+        if (!x)
             break;
-        gq_pop_locked();
+        if (!np__runq_put(&w->runq, x)) { /* full: back to the front */
+            x->next = np__sched.gq_head;
+            np__sched.gq_head = x;
+            if (!np__sched.gq_tail)
+                np__sched.gq_tail = x;
+            atomic_fetch_add(&np__sched.gq_len, 1);
+            break;
+        }
     }
     return t;
 }
