@@ -4,7 +4,7 @@
 #   .ci/fuzz.sh [ASAN_BUILD_DIR [TSAN_BUILD_DIR]]     (default build/asan build/tsan)
 #
 # 1. addr_fuzz, the libFuzzer target for the address parser and formatter:
-#    built with clang in build/fuzz, run for FUZZ_SECONDS (60) from
+#    built with clang in build/fuzz, run for FUZZ_SECONDS (30) from
 #    tests/fuzz/corpus. New inputs go to build/fuzz/corpus, a crashing one
 #    to build/fuzz/artifacts/ (replay: build/fuzz/tests/fuzz/addr_fuzz FILE).
 # 2. api_fuzz over the seeds SEEDS (1-100) in the ASan+UBSan and the TSan
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 asan_dir=${1:-build/asan}
 tsan_dir=${2:-build/tsan}
-fuzz_seconds=${FUZZ_SECONDS:-60}
+fuzz_seconds=${FUZZ_SECONDS:-30}
 seeds=${SEEDS:-1-100}
 read -r -a api_args <<<"${API_FUZZ_ARGS:---dns-local}"
 
