@@ -184,15 +184,18 @@ NP_NO_TSAN static np__task *running_task(sched_thread *m)
     return __atomic_load_n(&m->current, __ATOMIC_RELAXED);
 }
 
+/* The id and start function of t, for the report (read as running_task). */
+NP_NO_TSAN static void (*task_start(np__task *t, int64_t *id))(void *)
+{
+    *id = __atomic_load_n(&t->id, __ATOMIC_RELAXED);
+    return __atomic_load_n(&t->fn, __ATOMIC_RELAXED);
+}
+
 /* Notes a stall of old's (on worker w, since `since`, seen at `now`) for
  * confirm_stalls. */
-NP_NO_TSAN static void stall_seen(sched_thread *old, worker *w, int64_t since, int64_t now,
-                                  bool handed)
+static void stall_seen(sched_thread *old, worker *w, int64_t since, int64_t now, bool handed)
 {
-    np__task *t = running_task(old);
-    old->mon_task = t;
-    old->mon_task_id = t ? __atomic_load_n(&t->id, __ATOMIC_RELAXED) : 0;
-    old->mon_fn = t ? __atomic_load_n(&t->fn, __ATOMIC_RELAXED) : NULL;
+    old->mon_task = running_task(old);
     old->mon_wid = w->id;
     old->mon_since = since;
     old->mon_seen = now;
@@ -206,8 +209,9 @@ NP_NO_TSAN static void stall_seen(sched_thread *old, worker *w, int64_t since, i
 
 /* A stall is counted (and handed off) at once, but reported only once
  * confirmed: the thread is still in the same task at a later look, half a
- * period and at least CONFIRM_MIN_NS after the retake. A thread the OS merely preempted, runnable but not running (as
- * with more busy threads than CPUs, two busy processes on two CPUs), comes
+ * period and at least CONFIRM_MIN_NS after the retake. A thread the OS
+ * merely preempted, runnable but not running (as with more busy threads
+ * than CPUs, two busy processes on two CPUs), comes
  * back within a few milliseconds, finds its worker gone and goes on as a
  * spare: no line for that. A task in sleep(3) or a long computation is
  * still there. Returns whether a stall still waits for confirmation. */
@@ -223,7 +227,9 @@ static bool confirm_stalls(int64_t now)
         if (running_task(m) != m->mon_task) {
             m->mon_task = NULL; /* back already */
         } else if (now - m->mon_seen >= confirm) {
-            report(m->mon_wid, m->mon_task_id, m->mon_fn, now - m->mon_since, m->mon_handed);
+            int64_t id;
+            void (*fn)(void *) = task_start(m->mon_task, &id);
+            report(m->mon_wid, id, fn, now - m->mon_since, m->mon_handed);
             m->mon_task = NULL;
         } else {
             waiting = true;

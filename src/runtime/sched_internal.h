@@ -89,8 +89,7 @@ typedef struct sched_thread {
      * worker, reported only if the thread is still in it a while later
      * (monitor.c, confirm_stalls). */
     np__task *mon_task;
-    int64_t mon_task_id, mon_since, mon_seen; /* the stall's start; the retake */
-    void (*mon_fn)(void *);
+    int64_t mon_since, mon_seen; /* the stall's start; the retake */
     int mon_wid;
     bool mon_handed;
 } __attribute__((aligned(64))) sched_thread;

@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include "base/clock.h"
+#include "base/np_assert.h"
 #include "base/cpu_relax.h"
 #include "runtime/sched_internal.h"
 
@@ -57,6 +58,11 @@ np__task *np__global_get_locked(worker *w)
     uint32_t n = atomic_load(&np__sched.gq_len) / (uint32_t)np__sched.nworkers;
     if (n > NP__RUNQ_SIZE / 2)
         n = NP__RUNQ_SIZE / 2;
+    /* No more than fit: only w's owner (us) puts, thieves only take, so
+     * the room can only grow and every put below succeeds. */
+    uint32_t room = NP__RUNQ_SIZE - np__runq_len(&w->runq);
+    if (n > room)
+        n = room;
     while (n-- > 0) {
         /* Off the global queue before into the run queue: once there, a
          * thief may steal x, run it to its end and recycle its struct,
@@ -65,14 +71,8 @@ np__task *np__global_get_locked(worker *w)
         np__task *x = gq_pop_locked();
         if (!x)
             break;
-        if (!np__runq_put(&w->runq, x)) { /* full: back to the front */
-            x->next = np__sched.gq_head;
-            np__sched.gq_head = x;
-            if (!np__sched.gq_tail)
-                np__sched.gq_tail = x;
-            atomic_fetch_add(&np__sched.gq_len, 1);
-            break;
-        }
+        bool put = np__runq_put(&w->runq, x);
+        np__assert(put);
     }
     return t;
 }
