@@ -136,7 +136,17 @@ endif()
 # The fallback wait-on-address (src/os/futex_table.c), instead of the
 # system's futex, __ulock_wait or _umtx_op: for builds that must not use
 # private calls (macOS App Store), and to test the fallback on Linux.
-option(NP_FUTEX_TABLE "Wait on addresses with a mutex/condvar table, not the system's call" OFF)
+# ThreadSanitizer elsewhere than Linux: the table too. A signal's handler
+# waits in ThreadSanitizer until the thread's next intercepted call, and
+# only on Linux is the raw futex sleep cut into slices for it (os.h); a
+# condition variable wait is such a call.
+if(NOT CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NP_SANITIZE STREQUAL "thread")
+    set(NP_FUTEX_TABLE_DEFAULT ON)
+else()
+    set(NP_FUTEX_TABLE_DEFAULT OFF)
+endif()
+option(NP_FUTEX_TABLE "Wait on addresses with a mutex/condvar table, not the system's call"
+       ${NP_FUTEX_TABLE_DEFAULT})
 if(NP_FUTEX_TABLE)
     list(APPEND NP_OS_SOURCES src/os/futex_table.c)
     add_compile_definitions(NP_FUTEX_TABLE=1)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 #include "runtime/stack.h"
 #include "np_test.h"
 

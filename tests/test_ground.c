@@ -30,7 +30,7 @@
 
 #include "netpoll.h"
 #include "np_test.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 
 typedef void (*body_fn)(void);
 static void run_body(void *arg)

@@ -17,7 +17,7 @@
 #include "net/resolve.h"
 #include "netpoll.h"
 #include "np_test.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 
 typedef void (*body_fn)(void);
 static void run_body(void *arg)

@@ -57,7 +57,7 @@
 
 #include "netpoll.h"
 #include "np_test.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 
 typedef struct scale_cfg {
     int conns;

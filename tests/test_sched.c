@@ -15,7 +15,7 @@
 #include "np_test.h"
 #include "pd/pd.h"
 #include "poller/poller.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 #include "runtime/scheduler.h"
 #include "runtime/task.h"
 

@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 
+#include "base/sanitizer.h"
 #include "netpoll.h"
 
 /* ---- wait on an address (futex) --------------------------------------------
@@ -63,6 +64,7 @@ static inline int64_t np__os_ns_until(int64_t deadline)
 #include <time.h>
 #include <unistd.h>
 
+#ifndef NP_TSAN
 static inline void np__os_futex_wait_inline(_Atomic uint32_t *word, uint32_t val, int64_t ns)
 {
     struct timespec rel = { .tv_sec = ns / NP_SECOND, .tv_nsec = ns % NP_SECOND };
@@ -81,6 +83,44 @@ static inline void np__os_futex_wait_until_inline(_Atomic uint32_t *word, uint32
     /* BITSET: an absolute timeout, on CLOCK_MONOTONIC. */
     syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, val, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
 }
+#else
+#include "base/sys.h"
+
+/* Under ThreadSanitizer a futex sleep is cut into slices with the signal
+ * point between them (base/sanitizer.h): a signal whose handler was
+ * queued just before the sleep, or during it, is handled within a slice,
+ * not at the thread's next wake-up, which may never come (CI: the dump
+ * signal unanswered for 30 s while every worker slept). Returns as the
+ * plain call does: when woken, when *word != val, at the deadline. */
+#define NP__OS_FUTEX_SLICE (20 * NP_MILLISECOND)
+
+static inline void np__os_futex_wait_until_inline(_Atomic uint32_t *word, uint32_t val,
+                                                  int64_t deadline)
+{
+    for (;;) {
+        np__tsan_signal_point();
+        int64_t slice = NP__OS_FUTEX_SLICE;
+        if (deadline > 0) {
+            int64_t left = deadline - np_now();
+            if (left <= 0)
+                return;
+            slice = left < slice ? left : slice;
+        }
+        struct timespec rel = { .tv_sec = slice / NP_SECOND, .tv_nsec = slice % NP_SECOND };
+        long rc = NP__SYS(syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, &rel, NULL, 0));
+        if (rc != -ETIMEDOUT && rc != -EINTR) {
+            np__tsan_signal_point();
+            return; /* woken, or the word had changed */
+        }
+    }
+}
+
+static inline void np__os_futex_wait_inline(_Atomic uint32_t *word, uint32_t val, int64_t ns)
+{
+    int64_t now = np_now();
+    np__os_futex_wait_until_inline(word, val, ns < 0 || ns > INT64_MAX - now ? 0 : now + ns);
+}
+#endif
 
 static inline void np__os_futex_wake_inline(_Atomic uint32_t *word)
 {

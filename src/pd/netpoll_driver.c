@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "base/thread.h"
 #include "netpoll.h"
 #include "pd/netpoll_driver.h"
 #include "pd/pd.h"
@@ -114,7 +115,7 @@ int np__pollthread_start(void)
     if (rc < 0)
         return rc;
     atomic_store(&stopping, 0);
-    rc = pthread_create(&thread, NULL, poll_loop, NULL);
+    rc = np__thread_create(&thread, poll_loop, NULL);
     if (rc != 0) {
         np__netpoll_fini();
         return -rc;

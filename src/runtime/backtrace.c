@@ -8,7 +8,7 @@
 
 #include "os/os.h"
 #include "runtime/backtrace.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 
 #ifdef __linux__
 #include <link.h>

@@ -4,7 +4,7 @@
 
 #include "runtime/context.h"
 #include "base/np_assert.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 
 /* makecontext passes int arguments only: split the pointers. */
 static void entry(unsigned fhi, unsigned flo, unsigned ahi, unsigned alo)

@@ -41,7 +41,7 @@
 #include "runtime/backtrace.h"
 #include "runtime/dump.h"
 #include "runtime/idle_stack.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 #include "runtime/scheduler.h"
 #include "runtime/task.h"
 
@@ -461,13 +461,6 @@ void np__dump_signal_install(int sig)
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_dump_signal;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-#ifdef NP_TSAN
-    /* ThreadSanitizer runs a handler only at one of its interceptors; a
-     * worker asleep on its raw futex when the signal came would restart
-     * the sleep (SA_RESTART) and never reach one (scheduler.c's futex_wait
-     * calls one once the sleep returns). */
-    sa.sa_flags &= ~SA_RESTART;
-#endif
     sigemptyset(&sa.sa_mask);
     if (sigaction(sig, &sa, &old_action) == 0)
         atomic_store(&installed_sig, sig);

@@ -9,7 +9,7 @@
 #include "runtime/idle_stack.h"
 #include "base/np_assert.h"
 #include "os/os.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 
 /* Below the saved stack pointer, the x86-64 ABI lets a function keep data
  * (the red zone); keep it with the rest. */

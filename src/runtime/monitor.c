@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/thread.h"
 #include "base/clock.h"
 #include "base/np_assert.h"
 #include "pd/netpoll_driver.h"
@@ -120,7 +121,7 @@ static sched_thread *spare_get(void)
     m = &np__sched.threads[n];
     memset(m, 0, sizeof *m);
     m->idx = n;
-    if (pthread_create(&m->thread, NULL, spare_thread, m) != 0)
+    if (np__thread_create(&m->thread, spare_thread, m) != 0)
         return NULL;
     m->joinable = true;
     atomic_store(&np__sched.nthreads, n + 1); /* only the monitor starts threads */
@@ -229,7 +230,10 @@ static bool confirm_stalls(int64_t now)
         } else if (now - m->mon_seen >= confirm) {
             int64_t id;
             void (*fn)(void *) = task_start(m->mon_task, &id);
-            report(m->mon_wid, id, fn, now - m->mon_since, m->mon_handed);
+            /* Read, then looked at again: the task may have ended (id 0)
+             * and its struct gone to another in between. */
+            if (id != 0 && running_task(m) == m->mon_task)
+                report(m->mon_wid, id, fn, now - m->mon_since, m->mon_handed);
             m->mon_task = NULL;
         } else {
             waiting = true;
@@ -394,7 +398,7 @@ int np__monitor_start(void)
     atomic_store(&np__sched.monitor_idle, 0);
     if (np__sched.stall_ns < 0)
         return 0;
-    int rc = pthread_create(&np__sched.monitor, NULL, monitor_thread, NULL);
+    int rc = np__thread_create(&np__sched.monitor, monitor_thread, NULL);
     if (rc != 0)
         return -rc;
     atomic_store(&np__sched.monitor_running, true);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "base/thread.h"
 #include "base/np_assert.h"
 #include "netpoll.h"
 #include "pd/sema.h"
@@ -162,7 +163,7 @@ static int submit(job *j)
     pthread_mutex_unlock(&P.lock);
     join_zombies(z);
     pthread_t th;
-    if (start && pthread_create(&th, NULL, pool_thread, start) != 0) {
+    if (start && np__thread_create(&th, pool_thread, start) != 0) {
         free(start);
         pthread_mutex_lock(&P.lock);
         P.nthreads--;

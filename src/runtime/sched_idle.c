@@ -33,14 +33,6 @@
 void np__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
 {
     np__os_futex_wait(word, val, ns);
-#ifdef NP_TSAN
-    /* ThreadSanitizer runs a signal's handler only in or after a call it
-     * intercepts, and a raw futex is not one: a signal that interrupted
-     * this sleep would wait for its handler until the worker next made such
-     * a call (np_signal_notify's deliveries stalled). A zero sleep is one. */
-    struct timespec zero = { 0, 0 };
-    nanosleep(&zero, NULL);
-#endif
 }
 
 void np__futex_wake(_Atomic uint32_t *word)

@@ -18,7 +18,7 @@
 #include "runtime/handoff.h"
 #include "runtime/idle_stack.h"
 #include "runtime/runq.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 #include "runtime/scheduler.h"
 #include "runtime/task.h"
 
@@ -85,6 +85,7 @@ typedef struct sched_thread {
     struct sched_thread *spare_next; /* under np__sched.lock */
     char *altstack;
     stack_t old_altstack; /* the thread's before np__thread_init */
+    np__sig_hold sig_hold; /* across a switch (base/sanitizer.h) */
     /* The monitor's: the task this thread was in when the monitor took its
      * worker, reported only if the thread is still in it a while later
      * (monitor.c, confirm_stalls). */

@@ -249,9 +249,11 @@ static void switch_away(sched_thread *m, np__task *cur, int action)
         si = &m->sched_stack;
     }
     m->current = next;
+    np__sig_hold_signals(&m->sig_hold);
     np__task_switch(&cur->ctx, to, si, false);
     /* Resumed, maybe on another thread: look it up again. */
     m = me();
+    np__sig_release_signals(&m->sig_hold);
     after_switch(m);
     p_lend_switched(m);
 }
@@ -264,6 +266,7 @@ NP_NO_TSAN void np__task_entry(void *arg)
     np__task *t = arg;
     np__task_started();
     sched_thread *m = me();
+    np__sig_release_signals(&m->sig_hold);
     after_switch(m);
     p_lend_switched(m);
     t->fn(t->arg);
@@ -273,6 +276,7 @@ NP_NO_TSAN void np__task_entry(void *arg)
     m->pending_task = t;
     np__task *next = w ? pick_local(w) : NULL;
     m->current = next;
+    np__sig_hold_signals(&m->sig_hold);
     if (next)
         np__task_exit_switch(&t->ctx, &next->ctx, &next->stack);
     np__task_exit_switch(&t->ctx, &m->sched_ctx, &m->sched_stack);
@@ -358,6 +362,11 @@ void np__thread_init(sched_thread *m)
 {
     np__tls_thread = m;
     np__stackinfo_of_thread(&m->sched_stack);
+    /* For np_run's caller, which np__thread_create did not start (for the
+     * others, again: harmless). */
+    np__sig_hold_signals(&m->sig_hold);
+    np__tsan_make_signal_state(NULL);
+    np__sig_release_signals(&m->sig_hold);
     m->altstack = malloc(ALTSTACK_SIZE);
     if (m->altstack) {
         /* The thread's own one (np_run's caller may have set one) is put
@@ -402,7 +411,12 @@ void np__thread_run(sched_thread *m)
             continue;
         np__idle_stack_resume(t);
         m->current = t;
+        /* Held here too: what lands after the scheduler's last intercepted
+         * call would wait in its fiber until the task came back, and with
+         * ucontext the task would resume with the mask it left with. */
+        np__sig_hold_signals(&m->sig_hold);
         np__task_switch(&m->sched_ctx, &t->ctx, &t->stack, false);
+        np__sig_release_signals(&m->sig_hold);
     }
 }
 

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/thread.h"
 #include "base/clock.h"
 #include "base/np_assert.h"
 #include "pd/netpoll_driver.h"
@@ -284,7 +285,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     int started = 1;
     for (; started < nworkers; started++) {
         sched_thread *m = &np__sched.threads[started];
-        if (pthread_create(&m->thread, NULL, np__worker_thread, m) != 0)
+        if (np__thread_create(&m->thread, np__worker_thread, m) != 0)
             break;
         m->joinable = true;
     }

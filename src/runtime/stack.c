@@ -16,7 +16,7 @@
 #include "base/np_assert.h"
 #include "base/sys.h"
 #include "os/os.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 #include "runtime/stack.h"
 
 size_t np__page_size(void)
@@ -139,7 +139,11 @@ static np__stack *slot_init(char *slot, size_t size, struct np__stack_chunk *c)
      * per task). Reuse is sound because a task ends with its fiber's shadow
      * call stack empty: the frames that never return (the task's entry and
      * its last switch) are not instrumented. */
+    np__sig_hold h;
+    np__sig_hold_signals(&h);
     s->info.tsan_fiber = __tsan_create_fiber(0);
+    np__tsan_make_signal_state(s->info.tsan_fiber);
+    np__sig_release_signals(&h);
 #endif
     return s;
 }
@@ -147,7 +151,10 @@ static np__stack *slot_init(char *slot, size_t size, struct np__stack_chunk *c)
 static void slot_fini(np__stack *s)
 {
 #ifdef NP_TSAN
+    np__sig_hold h;
+    np__sig_hold_signals(&h);
     __tsan_destroy_fiber(s->info.tsan_fiber);
+    np__sig_release_signals(&h);
 #endif
 #ifdef NP_VALGRIND
     VALGRIND_STACK_DEREGISTER(s->valgrind_id);

@@ -5,7 +5,7 @@
 
 #include "base/np_assert.h"
 #include "os/os.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 #include "runtime/task.h"
 
 #if !defined(NP_CONTEXT_UCONTEXT) && UINTPTR_MAX == UINT64_MAX

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "runtime/context.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 #include "runtime/stack.h"
 #include "pd/timer.h"
 #include "pd/waiter.h"

@@ -99,11 +99,7 @@ static void deliver(int signo)
 
 static void *delivery_thread(void *arg)
 {
-    generation *g = arg;
-    /* Signals are for the program's threads, not for this one. */
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    generation *g = arg; /* born with every signal blocked (start_thread) */
     char buf[64];
     for (;;) {
         ssize_t n = NP__SYS(read(g->rfd, buf, sizeof buf));
@@ -143,7 +139,17 @@ static int start_thread(void)
     }
     g->rfd = p[0];
     g->wfd = p[1];
+    /* Signals are for the program's threads, not for this one: it is
+     * born with them blocked, so that none lands on it before it could
+     * block them itself. */
+    sigset_t all, old;
+    sigfillset(&all);
+    static const int faults[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS };
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        sigdelset(&all, faults[i]); /* blocked, a fault would kill without a word */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     rc = pthread_create(&g->thread, NULL, delivery_thread, g);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         close(p[0]);
         close(p[1]);

@@ -35,34 +35,12 @@ static B_UNUSED void (*disposition(int signo))(int)
     return sa.sa_handler;
 }
 
-/* Sends signo to this process. Under ThreadSanitizer a signal is handled
- * only once the thread it landed on enters an intercepted call, and a
- * worker parked in a raw futex may not for a long time: there the signal
- * goes to a thread of ours that sleeps in intercepted calls, so the tests
- * exercise the library, not that deferral. */
-#ifdef NP_TSAN
-static pthread_t sink;
-static _Atomic int sink_up;
-static void *sink_thread(void *arg)
-{
-    (void)arg;
-    for (;;)
-        usleep(1000);
-    return NULL;
-}
-static B_UNUSED int send_sig(int signo)
-{
-    if (!atomic_exchange(&sink_up, 1)) {
-        NP_CHECK_OK(pthread_create(&sink, NULL, sink_thread, NULL));
-        pthread_detach(sink);
-    }
-    return -pthread_kill(sink, signo);
-}
-#else
+/* Sends signo to this process: the kernel picks the thread, a worker asleep
+ * in the poller or on its futex, or a task's, included (test_signal_threads.c
+ * picks each in turn). */
 static B_UNUSED int send_sig(int signo)
 {
     return kill(getpid(), signo);
 }
-#endif
 
 #endif

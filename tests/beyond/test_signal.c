@@ -270,9 +270,6 @@ static void body_sigchld(void)
 
 static void t_signal_sigchld_from_a_child(void)
 {
-#ifdef NP_TSAN
-    NP_SKIP("the kernel picks SIGCHLD's thread; TSan defers it in a parked worker");
-#endif
     b_run(body_sigchld);
 }
 

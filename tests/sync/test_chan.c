@@ -19,7 +19,7 @@
 
 #include "netpoll.h"
 #include "np_test.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

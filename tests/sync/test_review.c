@@ -17,7 +17,7 @@
 
 #include "netpoll.h"
 #include "np_test.h"
-#include "runtime/sanitizer.h"
+#include "base/sanitizer.h"
 #include "sync/chan.h"
 
 #if defined(NP_TSAN) || defined(NP_ASAN)
