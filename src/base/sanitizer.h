@@ -32,9 +32,10 @@
 #endif
 #ifdef NP_TSAN
 #include <sanitizer/tsan_interface.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <time.h>
+
+#include "base/thread.h" /* np__sigfill_async */
 #endif
 
 /* ThreadSanitizer runs a signal's handler at once only when the signal
@@ -76,11 +77,7 @@ static inline void np__sig_hold_signals(np__sig_hold *h)
 {
 #ifdef NP_TSAN
     sigset_t async;
-    sigfillset(&async);
-    /* Faults stay deliverable: blocked, the kernel would kill the process. */
-    static const int faults[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS };
-    for (unsigned i = 0; i < sizeof faults / sizeof faults[0]; i++)
-        sigdelset(&async, faults[i]);
+    np__sigfill_async(&async);
     pthread_sigmask(SIG_BLOCK, &async, &h->old);
     h->held = true;
 #else

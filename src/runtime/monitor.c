@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "base/thread.h"
+#include "os/os.h"
 #include "base/clock.h"
 #include "base/np_assert.h"
 #include "pd/netpoll_driver.h"
@@ -40,7 +41,7 @@ static bool spare_sleep(sched_thread *m)
 {
     for (;;) {
         while (atomic_exchange(&m->wake_word, 0) == 0)
-            np__futex_wait(&m->wake_word, 0, -1);
+            np__os_futex_wait(&m->wake_word, 0, -1);
         worker *w = atomic_exchange_explicit(&m->given, NULL, memory_order_acquire);
         if (w) {
             uint64_t own = atomic_load_explicit(&w->own, memory_order_acquire);
@@ -59,7 +60,7 @@ static void spare_put(sched_thread *m)
     pthread_mutex_lock(&np__sched.lock);
     if (atomic_load(&np__sched.done)) {
         atomic_store(&m->wake_word, 1);
-        np__futex_wake(&m->wake_word);
+        np__os_futex_wake(&m->wake_word);
     } else {
         m->spare_next = np__sched.spare;
         np__sched.spare = m;
@@ -85,7 +86,7 @@ void np__spares_release_locked(void)
         np__sched.spare = m->spare_next;
         np__sched.nspare--;
         atomic_store(&m->wake_word, 1);
-        np__futex_wake(&m->wake_word);
+        np__os_futex_wake(&m->wake_word);
     }
 }
 
@@ -269,7 +270,7 @@ static bool retake(worker *w, uint64_t word, int64_t now, int64_t held_ns)
         atomic_fetch_add(&np__sched.stalls, 1);
     atomic_fetch_add(&np__sched.handoffs, 1);
     atomic_store(&m->wake_word, 1); /* after `given` (release): see spare_sleep */
-    np__futex_wake(&m->wake_word);
+    np__os_futex_wake(&m->wake_word);
     stall_seen(old, w, now - held_ns, now, true);
     return true;
 }
@@ -338,7 +339,7 @@ static int64_t timers_due(int64_t now, bool busy, int64_t period)
 static void monitor_kick(int64_t when)
 {
     if (when < atomic_load(&np__sched.monitor_until) && atomic_exchange(&np__sched.monitor_word, 1) == 0)
-        np__futex_wake(&np__sched.monitor_word);
+        np__os_futex_wake(&np__sched.monitor_word);
 }
 
 /* Every worker idle (on the idle list, or blocked in the poller, which the
@@ -360,7 +361,7 @@ static bool all_idle(void)
 void np__monitor_nudge(void)
 {
     if (atomic_exchange(&np__sched.monitor_idle, 0) && atomic_exchange(&np__sched.monitor_word, 1) == 0)
-        np__futex_wake(&np__sched.monitor_word);
+        np__os_futex_wake(&np__sched.monitor_word);
 }
 
 #define IDLE_LOOKS 20 /* looks with every worker idle before the monitor sleeps */
@@ -374,7 +375,7 @@ static void *monitor_thread(void *arg)
     int64_t wait = period;
     int idle_looks = 0;
     while (!atomic_load(&np__sched.monitor_stop)) {
-        np__futex_wait(&np__sched.monitor_word, 0, wait);
+        np__os_futex_wait(&np__sched.monitor_word, 0, wait);
         atomic_store(&np__sched.monitor_word, 0);
         int64_t now = np_now();
         bool busy = look_for_stalls(now);
@@ -413,7 +414,7 @@ void np__monitor_stop(void)
     np__netpoll_on_earlier_timer(NULL);
     atomic_store(&np__sched.monitor_stop, 1);
     atomic_store(&np__sched.monitor_word, 1);
-    np__futex_wake(&np__sched.monitor_word);
+    np__os_futex_wake(&np__sched.monitor_word);
     pthread_join(np__sched.monitor, NULL);
     atomic_store(&np__sched.monitor_running, false);
 }

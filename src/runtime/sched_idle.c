@@ -30,16 +30,6 @@
 #include "os/os.h"
 #include "runtime/sched_internal.h"
 
-void np__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
-{
-    np__os_futex_wait(word, val, ns);
-}
-
-void np__futex_wake(_Atomic uint32_t *word)
-{
-    np__os_futex_wake(word);
-}
-
 /* Under np__sched.lock: takes w, which is on the idle list, off it. The
  * caller wakes it, or it leaves by itself (unidle). */
 void np__idle_unlink_locked(worker *w)
@@ -70,7 +60,7 @@ static bool unidle(worker *w)
 void np__wake_worker(worker *w)
 {
     atomic_store(&w->wake_word, 1);
-    np__futex_wake(&w->wake_word);
+    np__os_futex_wake(&w->wake_word);
 }
 
 /* Something became runnable: make sure some worker will look. */
@@ -154,7 +144,7 @@ static void wait_for_wake(worker *w)
 {
     atomic_fetch_add(&np__sched.sleeps, 1);
     while (atomic_load(&w->wake_word) == 0)
-        np__futex_wait(&w->wake_word, 0, -1);
+        np__os_futex_wait(&w->wake_word, 0, -1);
     atomic_store(&w->wake_word, 0);
     w->spinning = true; /* the waker counted us in nspinning */
 }

@@ -202,12 +202,6 @@ static inline worker *p_hold(sched_thread *m)
     return NULL;
 }
 
-/* ---- futexes ------------------------------------------------------------------ */
-
-/* Sleeps while *word == val, at most ns (< 0: no limit). */
-void np__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns);
-void np__futex_wake(_Atomic uint32_t *word);
-
 /* Called by a plain thread around anything that touches the workers, so
  * that np_run cannot free them underneath it. */
 static inline bool foreign_enter(void)

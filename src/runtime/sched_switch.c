@@ -362,11 +362,6 @@ void np__thread_init(sched_thread *m)
 {
     np__tls_thread = m;
     np__stackinfo_of_thread(&m->sched_stack);
-    /* For np_run's caller, which np__thread_create did not start (for the
-     * others, again: harmless). */
-    np__sig_hold_signals(&m->sig_hold);
-    np__tsan_make_signal_state(NULL);
-    np__sig_release_signals(&m->sig_hold);
     m->altstack = malloc(ALTSTACK_SIZE);
     if (m->altstack) {
         /* The thread's own one (np_run's caller may have set one) is put

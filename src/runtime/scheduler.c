@@ -279,6 +279,11 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
      * main task could see (test_wait_fd_process under qemu: after the task
      * closed stdin, the read took fd 0 from its open). */
     np__thread_init(&np__sched.threads[0]);
+    /* Its ThreadSanitizer signal state, as np__thread_create makes it for
+     * the threads it starts (base/sanitizer.h). */
+    np__sig_hold_signals(&np__sched.threads[0].sig_hold);
+    np__tsan_make_signal_state(NULL);
+    np__sig_release_signals(&np__sched.threads[0].sig_hold);
     /* Counted before they start: the main task may already run on the
      * first of them and read np_stats (api_fuzz saw 0 threads under qemu). */
     atomic_store(&np__sched.nthreads, nworkers);

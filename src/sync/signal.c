@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/thread.h"
 #include "base/sys.h"
 #include "netpoll.h"
 #include "os/os.h"
@@ -143,10 +144,7 @@ static int start_thread(void)
      * born with them blocked, so that none lands on it before it could
      * block them itself. */
     sigset_t all, old;
-    sigfillset(&all);
-    static const int faults[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS };
-    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
-        sigdelset(&all, faults[i]); /* blocked, a fault would kill without a word */
+    np__sigfill_async(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     rc = pthread_create(&g->thread, NULL, delivery_thread, g);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
