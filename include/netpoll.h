@@ -558,7 +558,10 @@ typedef struct np_stats {
     int64_t tasks;          /* live: started and not yet returned */
     int64_t tasks_runnable; /* queued to run (not counting the running ones) */
     int64_t tasks_parked;   /* waiting: in I/O, sleep, coordination, offload */
-    int64_t tasks_started;  /* since np_run began, the main task included */
+    int64_t tasks_started;  /* since np_run began, the main task included
+                             * (an np_go that failed with -ENOMEM or
+                             * -ESRCH after taking its id too): never
+                             * below tasks */
     int     workers;
     int     workers_idle;   /* asleep, or blocked in the poller */
     int     threads;        /* the runtime's OS threads: those that run tasks

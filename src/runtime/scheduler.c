@@ -93,7 +93,7 @@ void np__sched_fill_stats(np_stats *o)
     o->tasks_parked = o->tasks - queued - (busy > 0 ? busy : 0);
     if (o->tasks_parked < 0)
         o->tasks_parked = 0; /* counted at different moments */
-    o->tasks_started = atomic_load_explicit(&np__sched.spawned, memory_order_relaxed);
+    o->tasks_started = atomic_load(&np__sched.spawned); /* after tasks: see np_go */
     o->workers = np__sched.nworkers;
     o->workers_idle = idle + polling;
     o->threads = atomic_load(&np__sched.nthreads) + atomic_load(&np__sched.monitor_running) + np__offload_threads();
@@ -349,6 +349,11 @@ int np_go(void (*fn)(void *), void *arg)
     if (!m)
         foreign_enter();
     int rc = 0;
+    /* The id first, then the place among the live: np_stats_get reads the
+     * live count and then this one, so it never sees more tasks alive than
+     * started (it did: 8 against 7, with an np_go between the two). An
+     * np_go that fails below has used its id and is counted. */
+    int64_t id = atomic_fetch_add(&np__sched.spawned, 1) + 1;
     int64_t n = atomic_load(&np__sched.ntasks);
     do {
         if (n == 0) { /* no runtime, or one that is ending */
@@ -362,7 +367,7 @@ int np_go(void (*fn)(void *), void *arg)
         rc = -ENOMEM;
         goto out;
     }
-    t->id = atomic_fetch_add_explicit(&np__sched.spawned, 1, memory_order_relaxed) + 1;
+    t->id = id;
     if (w)
         runq_put(w, t, false);
     else
