@@ -420,10 +420,17 @@ NP_API int np_conn_from_fd(np_conn *out, int fd);
  * A deadline never fires early. A plain thread's first wait allocates its
  * wait record: any call that may block may give -ENOMEM there.
  */
-typedef struct np_mutex     { uint64_t opaque_[4]; } np_mutex;
+/* u_.state_ is the mutex's lock word, which the inline fast paths below
+ * touch; the rest is the library's. */
+typedef struct np_mutex {
+    union {
+        uint64_t opaque_[4];
+        uint32_t state_;
+    } u_;
+} np_mutex;
 typedef struct np_cond      { uint64_t opaque_[4]; } np_cond;
 typedef struct np_waitgroup { uint64_t opaque_[4]; } np_waitgroup;
-#define NP_MUTEX_INIT     { { 0 } }
+#define NP_MUTEX_INIT     { { { 0 } } }
 #define NP_COND_INIT      { { 0 } }
 #define NP_WAITGROUP_INIT { { 0 } }
 
@@ -435,6 +442,40 @@ NP_API int np_mutex_lock(np_mutex *m);                         /* 0 */
 NP_API int np_mutex_lock_until(np_mutex *m, int64_t deadline); /* 0, -ETIMEDOUT */
 NP_API int np_mutex_trylock(np_mutex *m);                      /* 0, -EBUSY */
 NP_API int np_mutex_unlock(np_mutex *m);                       /* 0, -EPERM if not locked */
+
+/* The uncontended np_mutex_lock and np_mutex_unlock are inlined from this
+ * header with GCC and clang, as Go inlines sync.Mutex's fast paths: one
+ * compare-and-swap of u_.state_, and a call into the library only when it
+ * fails (contended, NULL, or not locked). The functions are exported too,
+ * and are what (np_mutex_lock)(m), &np_mutex_lock and other languages get;
+ * define NP_NO_INLINE before including this header to call them always.
+ * Because a program compiled with these inline paths knows the lock
+ * word's encoding (0 free, 1 locked and no waiters), a library of another
+ * minor version (0.x) may not match it: rebuild against the new header. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(NP_NO_INLINE)
+static inline __attribute__((always_inline)) int np_mutex_lock_inline_(np_mutex *m)
+{
+    uint32_t free_ = 0;
+    if (__builtin_expect(m != NULL, 1) &&
+        __builtin_expect(__atomic_compare_exchange_n(&m->u_.state_, &free_, 1, 0, __ATOMIC_ACQUIRE,
+                                                     __ATOMIC_RELAXED),
+                         1))
+        return 0;
+    return (np_mutex_lock)(m);
+}
+static inline __attribute__((always_inline)) int np_mutex_unlock_inline_(np_mutex *m)
+{
+    uint32_t locked_ = 1;
+    if (__builtin_expect(m != NULL, 1) &&
+        __builtin_expect(__atomic_compare_exchange_n(&m->u_.state_, &locked_, 0, 0, __ATOMIC_RELEASE,
+                                                     __ATOMIC_RELAXED),
+                         1))
+        return 0;
+    return (np_mutex_unlock)(m);
+}
+#define np_mutex_lock(m)   np_mutex_lock_inline_(m)
+#define np_mutex_unlock(m) np_mutex_unlock_inline_(m)
+#endif
 
 /* Waits with m held (by the caller); m is held again on return, whatever
  * the result. Spurious wake-ups are allowed (callers loop on their

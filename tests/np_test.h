@@ -106,4 +106,8 @@ _Noreturn void np_test_skip(const char *why);
         np_r_;                                                               \
     })
 
+/* Runs body as the main task of a runtime with `workers` workers (0: the
+ * default) and checks that np_run returned 0. */
+void np_test_run(int workers, void (*body)(void));
+
 #endif

@@ -117,6 +117,7 @@ struct np__sched_state {
     _Atomic int nstackwait;
 
     _Atomic int nidle;          /* workers on the idle list */
+    _Atomic int spin_workers;   /* nworkers while running on 2+ CPUs, else 0 */
     _Atomic int nspinning;
     _Atomic int polling;        /* a worker is blocked in the poller */
     _Atomic int64_t ntasks;     /* live tasks */

@@ -63,6 +63,20 @@ int np__sched_workers(void)
     return atomic_load(&np__sched.running) ? np__sched.nworkers : 0;
 }
 
+bool np__sched_may_spin(void)
+{
+    int n = atomic_load_explicit(&np__sched.spin_workers, memory_order_relaxed);
+    if (n < 2 || atomic_load_explicit(&np__sched.nidle, memory_order_relaxed) >= n - 1)
+        return false;
+    /* A task spins only with nothing else runnable on its worker: the
+     * holder may be queued there, unable to run until we let go of the
+     * thread (Go's canSpin checks the same). */
+    sched_thread *m = me();
+    worker *w = m ? m->p : NULL;
+    return !w || (np__runq_len(&w->runq) == 0 &&
+                  atomic_load_explicit(&w->runnext, memory_order_relaxed) == NULL);
+}
+
 void np__sched_get_stats(np__sched_stats *o)
 {
     o->steals = atomic_load(&np__sched.steals);
@@ -298,6 +312,8 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
         np__sched.nworkers = started; /* run with what we got */
         atomic_store(&np__sched.nthreads, started);
     }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    atomic_store(&np__sched.spin_workers, ncpu > 1 ? np__sched.nworkers : 0);
     (void)np__monitor_start(); /* if it fails: without, a stuck task holds up its worker */
     np__thread_run(&np__sched.threads[0]);
     np__thread_fini(&np__sched.threads[0]);
@@ -326,6 +342,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
     np__sched.idle_stack_ns = 0;
     rc = 0;
 out_workers:
+    atomic_store(&np__sched.spin_workers, 0);
     free(np__sched.threads);
     np__sched.threads = NULL;
     atomic_store(&np__sched.nthreads, 0);

@@ -17,6 +17,12 @@ int np__sched_worker_id(void);
 /* Number of workers of the running runtime (0 when none runs). */
 int np__sched_workers(void);
 
+/* Go's canSpin, for a lock about to park its caller: a short spin is worth
+ * it only on 2+ CPUs with at least two workers busy (the caller's, and
+ * one whose task may hold the lock and be about to let go). From any
+ * thread; false when no runtime runs. */
+bool np__sched_may_spin(void);
+
 /* For a plain thread about to create something the runtime must clean up
  * at its end (a handle): true if a runtime runs, and np_run then does not
  * finish before the matching np__runtime_leave. Always true in a task. */

@@ -35,6 +35,7 @@
 
 #include "base/cpu_relax.h"
 #include "netpoll.h"
+#include "runtime/scheduler.h"
 #include "sync/wait.h"
 
 enum { LOCKED = 1u, WAITERS = 2u, QLOCK = 4u };
@@ -52,6 +53,9 @@ typedef struct cond_impl {
 _Static_assert(sizeof(mutex_impl) <= sizeof(np_mutex), "np_mutex too small");
 _Static_assert(sizeof(cond_impl) <= sizeof(np_cond), "np_cond too small");
 _Static_assert(_Alignof(mutex_impl) <= _Alignof(np_mutex), "np_mutex misaligned");
+/* The header's inline fast paths touch the state word as np_mutex.u_.state_. */
+_Static_assert(offsetof(mutex_impl, state) == offsetof(np_mutex, u_.state_), "np_mutex.state_ moved");
+_Static_assert(LOCKED == 1, "the header's inline fast paths lock with 1");
 
 /* Takes QLOCK; returns the state as it was (without QLOCK). */
 static uint32_t qlock(mutex_impl *m)
@@ -81,10 +85,38 @@ static void qunlock_commit(void *p)
     qunlock(p);
 }
 
+/* Go's active spinning: a holder running on another CPU usually lets go
+ * within a few hundred nanoseconds, far sooner than a park and a wake
+ * (the hand-off readies the waiter, and with two tasks contending the
+ * waiter's worker has often gone idle meanwhile). Spins only while the
+ * word is LOCKED alone: with waiters queued the unlock hands the mutex to
+ * the first of them, so FIFO order holds and a spinner cannot barge past
+ * a queued waiter. At most SPIN_PAUSES pauses, Go's 4 rounds of 30. */
+enum { SPIN_PAUSES = 120 };
+
+static bool spin_acquire(mutex_impl *m)
+{
+    if (!np__sched_may_spin())
+        return false;
+    for (int i = 0; i < SPIN_PAUSES; i++) {
+        np__cpu_relax();
+        uint32_t s = atomic_load_explicit(&m->state, memory_order_relaxed);
+        if (s == 0 && atomic_compare_exchange_weak_explicit(&m->state, &s, LOCKED,
+                                                            memory_order_acquire,
+                                                            memory_order_relaxed))
+            return true;
+        if (s & WAITERS)
+            return false;
+    }
+    return false;
+}
+
 /* anyway: a plain thread waits even with no runtime (np_cond_wait's relock:
  * it must return holding m). */
 __attribute__((noinline, cold)) static int lock_slow(mutex_impl *m, int64_t deadline, bool anyway)
 {
+    if (!np__deadline_past(deadline) && spin_acquire(m))
+        return 0;
     uint32_t s = qlock(m);
     /* Free: take it. A trylock does not look at QLOCK and may have taken it
      * since qlock read the word: only the fetch_or's old value says who. */
@@ -125,7 +157,9 @@ int np_mutex_lock_until(np_mutex *pm, int64_t deadline)
     return lock_slow(m, deadline, false);
 }
 
-int np_mutex_lock(np_mutex *pm)
+/* Parenthesised: the header inlines a fast path under this name, whose
+ * call into the library lands here. */
+int(np_mutex_lock)(np_mutex *pm)
 {
     if (!pm)
         return -EINVAL;
@@ -151,7 +185,7 @@ int np_mutex_trylock(np_mutex *pm)
 
 __attribute__((noinline, cold)) static int unlock_slow(mutex_impl *m, uint32_t s);
 
-int np_mutex_unlock(np_mutex *pm)
+int(np_mutex_unlock)(np_mutex *pm)
 {
     if (!pm)
         return -EINVAL;

@@ -31,18 +31,6 @@
 #endif
 #define MS NP_MILLISECOND
 
-typedef void (*body_fn)(void);
-static void run_body(void *arg)
-{
-    ((body_fn)arg)();
-}
-
-static void run_n(int workers, body_fn fn)
-{
-    np_config c = { .workers = workers };
-    NP_CHECK_OK(np_run(&c, run_body, (void *)fn));
-}
-
 /* Whether someone is queued on ch (receivers if recv, else senders). */
 static bool chan_has_waiter(np_chan ch, bool recv)
 {
@@ -187,7 +175,7 @@ static void t_mutex_trylock_never_shares_with_slow_lock(void)
     sa.sa_handler = ex_on_signal;
     sa.sa_flags = SA_RESTART;
     NP_CHECK_OK(sigaction(SIGUSR1, &sa, NULL));
-    run_n(2, body_ex);
+    np_test_run(2, body_ex);
     for (int i = 0; i < EX_THREADS; i++)
         NP_CHECK_OK(pthread_join(ex_th[i], NULL));
     NP_CHECK_EQ(atomic_load(&ex_bad), 0);
@@ -271,7 +259,7 @@ static void check_rt(void *(*fn)(void *))
 {
     rt_fn = fn;
     atomic_store(&rt_rc, 1);
-    run_n(2, body_rt);
+    np_test_run(2, body_rt);
     join_by(rt_th, rt_deadline + SLACK);
     NP_CHECK_EQ(atomic_load(&rt_rc), -ETIMEDOUT);
 }
@@ -369,7 +357,7 @@ static void body_cr(void)
 
 static void t_cond_relock_after_runtime_ends(void)
 {
-    run_n(2, body_cr);
+    np_test_run(2, body_cr);
     join_by(cr_a, cr_deadline + SLACK);
     join_by(cr_b, cr_deadline + SLACK);
     NP_CHECK_EQ(atomic_load(&cr_b_saw_early), 0);
@@ -435,7 +423,7 @@ static void body_tl(void)
 
 static void t_thread_record_not_reused_after_key_destructor(void)
 {
-    run_n(2, body_tl);
+    np_test_run(2, body_tl);
 }
 
 NP_TEST_LIST(NP_CASE(t_mutex_trylock_never_shares_with_slow_lock),
