@@ -2,6 +2,7 @@
  * for the states; the policy (which tasks, when) is the scheduler's. */
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 #include <string.h>
 
 #include "runtime/context.h"
@@ -66,8 +67,9 @@ bool np__idle_stack_copy_out(np__task *t, uint64_t seen, char **release_from, si
     }
     copy_words(copy, lo, len);
     t->moved = copy;
-    t->moved_at = lo;
-    t->moved_len = len;
+    /* Atomic: np__idle_stack_prefault may read them from another worker. */
+    __atomic_store_n(&t->moved_at, lo, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->moved_len, len, __ATOMIC_RELAXED);
     char *first = (char *)((uintptr_t)lo & ~(uintptr_t)(np__page_size() - 1));
     *release_from = first;
     *release_len = (size_t)(hi - first);
@@ -110,12 +112,33 @@ void np__idle_stack_resume_slow(np__task *t)
             free(t->moved);
             atomic_fetch_sub_explicit(&moved_bytes, (int64_t)t->moved_len, memory_order_relaxed);
             t->moved = NULL;
-            t->moved_at = NULL;
-            t->moved_len = 0;
+            __atomic_store_n(&t->moved_at, NULL, __ATOMIC_RELAXED);
+            __atomic_store_n(&t->moved_len, 0, __ATOMIC_RELAXED);
             atomic_store_explicit(&t->idle, w & ~(uint64_t)3, memory_order_release);
             return;
         }
     }
+}
+
+void np__idle_stack_prefault(np__task *const *v, int n)
+{
+    struct iovec iov[NP__PREFAULT_MAX];
+    uintptr_t ps = (uintptr_t)np__page_size();
+    int k = 0;
+    for (int i = 0; i < n && k < NP__PREFAULT_MAX; i++) {
+        np__task *x = v[i];
+        if (NP__IDLE_STATE(atomic_load_explicit(&x->idle, memory_order_acquire)) != NP__IDLE_MOVED)
+            continue;
+        /* The task may be resumed by a thief meanwhile: then these read
+         * as 0, or name pages it has just faulted in itself. */
+        uintptr_t at = (uintptr_t)__atomic_load_n(&x->moved_at, __ATOMIC_RELAXED);
+        size_t len = __atomic_load_n(&x->moved_len, __ATOMIC_RELAXED);
+        if (!at || !len)
+            continue;
+        uintptr_t lo = at & ~(ps - 1), hi = (at + len + ps - 1) & ~(ps - 1);
+        iov[k++] = (struct iovec){ .iov_base = (void *)lo, .iov_len = hi - lo };
+    }
+    np__stack_populate_ranges(iov, k);
 }
 
 void np__idle_stack_counts(int64_t *bytes, unsigned long *n)

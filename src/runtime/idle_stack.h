@@ -82,6 +82,13 @@ static inline void np__idle_stack_resume(np__task *t)
 bool np__idle_stack_copy_out(np__task *t, uint64_t seen, char **release_from, size_t *release_len);
 void np__idle_stack_moved(np__task *t);
 
+/* The tasks in v are about to run: fault in, in one system call, the
+ * pages of those whose stacks were moved out, rather than one page fault
+ * each as their stacks are copied back (a mass wake of idle tasks). Best
+ * effort; at most NP__PREFAULT_MAX of them. */
+#define NP__PREFAULT_MAX 16
+void np__idle_stack_prefault(np__task *const *v, int n);
+
 /* Bytes of heap held by moved stacks now, and stacks moved in all (tests). */
 void np__idle_stack_counts(int64_t *bytes, unsigned long *moves);
 

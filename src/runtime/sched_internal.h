@@ -55,6 +55,7 @@ typedef struct worker {
     np__task *_Atomic sweep_inbox; /* tasks parked here, for the idle-stack sweep */
 
     uint32_t rand;
+    uint32_t prefault_mark;     /* runq position up to which stacks were prefaulted */
 
     /* The ownership word (handoff.h), on a line of its own: the monitor
      * reads it, the holding thread writes it at every switch. */

@@ -207,6 +207,23 @@ static void prefetch_next(worker *w)
         __builtin_prefetch(b);
 }
 
+/* t, just taken from w's queue, has its stack moved out (idle stacks): so,
+ * most likely, have the tasks behind it, woken together. Fault their
+ * stacks' pages in with one call, not one page fault each; once per
+ * NP__PREFAULT_MAX picks at most. */
+static void prefault_ahead(worker *w)
+{
+    uint32_t h = atomic_load_explicit(&w->runq.head, memory_order_relaxed);
+    if ((int32_t)(w->prefault_mark - h) > 0)
+        return;
+    np__task *v[NP__PREFAULT_MAX];
+    int n = 0;
+    while (n < NP__PREFAULT_MAX && (v[n] = np__runq_peek(&w->runq, (uint32_t)n)))
+        n++;
+    w->prefault_mark = h + NP__PREFAULT_MAX;
+    np__idle_stack_prefault(v, n);
+}
+
 /* The next task this worker can run without looking further, or NULL (then
  * the scheduler context looks: also every SCHED_TICK picks, for fairness). */
 static np__task *pick_local(worker *w)
@@ -224,6 +241,8 @@ static np__task *pick_local(worker *w)
     while (t && !ensure_stack(w, t))
         t = np__runq_get(&w->runq);
     if (t) {
+        if (NP__IDLE_STATE(atomic_load_explicit(&t->idle, memory_order_relaxed)) == NP__IDLE_MOVED)
+            prefault_ahead(w);
         np__idle_stack_resume(t);
         prefetch_next(w);
     }

@@ -104,6 +104,13 @@ np__stack *np__stack_map(size_t stack_size);
 /* Gives the stack back: to its chunk (CARVED; the chunk is unmapped once
  * all its slots are free), or unmaps it (MAPPED). */
 void np__stack_unmap(np__stack *s);
+/* Faults in the pages of n ranges (MADV_POPULATE_WRITE) in one call where
+ * the kernel takes a batch of them, else does nothing (one call per range
+ * is no cheaper than the faults): 0, or -1. */
+struct iovec;
+int np__stack_populate_ranges(const struct iovec *iov, int n);
+/* Unmaps the empty chunks still waiting for a batch (end of np_run). */
+void np__stack_retired_flush(void);
 
 /* Hands the memory of an idle stack back to the OS, keeping the mapping. */
 void np__stack_release_memory(np__stack *s);

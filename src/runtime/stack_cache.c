@@ -49,18 +49,29 @@ static np__task *task_struct_alloc(worker *w)
     return t;
 }
 
-/* w may be NULL: a thread whose worker was taken (handoff.h). */
+/* w may be NULL: a thread whose worker was taken (handoff.h). A full
+ * worker cache hands half of itself to the process-wide list under one
+ * lock, as Go's gfput does: a burst of finishing tasks (a million woken at
+ * once) would otherwise take np__sched.lock, which the global run queue
+ * shares, once per task. */
 static void task_struct_free(worker *w, np__task *t)
 {
-    if (w && w->nfree_tasks < HOT_TASKS) {
+    np__task *first = t, *last = t;
+    t->next = NULL;
+    if (w) {
         t->next = w->free_tasks;
         w->free_tasks = t;
-        w->nfree_tasks++;
-        return;
+        if (++w->nfree_tasks <= HOT_TASKS)
+            return;
+        first = last = w->free_tasks;
+        for (int i = 1; i < HOT_TASKS / 2; i++)
+            last = last->next;
+        w->free_tasks = last->next;
+        w->nfree_tasks -= HOT_TASKS / 2;
     }
     pthread_mutex_lock(&np__sched.lock);
-    t->next = np__sched.free_tasks;
-    np__sched.free_tasks = t;
+    last->next = np__sched.free_tasks;
+    np__sched.free_tasks = first;
     pthread_mutex_unlock(&np__sched.lock);
 }
 
@@ -204,6 +215,7 @@ void np__stack_cache_fini(int nworkers)
     np__sched.cold = NULL;
     np__sched.ncold = 0;
     np__sched.free_tasks = NULL;
+    np__stack_retired_flush();
 }
 
 np__task *np__task_new(worker *w, void (*fn)(void *), void *arg)
