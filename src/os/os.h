@@ -139,6 +139,10 @@ static inline void np__os_futex_wake_inline(_Atomic uint32_t *word)
  * platform cannot tell (then *lo = NULL, *size = 0). */
 int np__os_thread_stack(void **lo, size_t *size);
 
+/* CPUs this process may run on: its affinity mask (Linux), else the CPUs
+ * online; at least 1. */
+int np__os_usable_cpus(void);
+
 /* Sleeps the calling thread until deadline (CLOCK_MONOTONIC), signals or not. */
 void np__os_sleep_until(int64_t deadline);
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <linux/kcmp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -124,4 +125,13 @@ void np__os_release_pages(void *addr, size_t len)
 void np__os_no_huge_pages(void *addr, size_t len)
 {
     (void)madvise(addr, len, MADV_NOHUGEPAGE);
+}
+
+int np__os_usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }

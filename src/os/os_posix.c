@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/sys.h"
 #include "os/os.h"
@@ -94,4 +95,10 @@ int np__os_same_file(int a, int b)
     (void)a;
     (void)b;
     return -ENOSYS; /* no kcmp: the caller compares fstat's identity */
+}
+
+int np__os_usable_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }

@@ -18,6 +18,7 @@
 
 static _Atomic int64_t moved_bytes;
 static _Atomic unsigned long moves;
+static _Atomic unsigned long prefaulted; /* ranges, for tests */
 
 /* A parked stack carries AddressSanitizer's poisoned red zones between its
  * frames, and the instrumented memcpy would report reading them: copy word by
@@ -127,18 +128,31 @@ void np__idle_stack_prefault(np__task *const *v, int n)
     int k = 0;
     for (int i = 0; i < n && k < NP__PREFAULT_MAX; i++) {
         np__task *x = v[i];
-        if (NP__IDLE_STATE(atomic_load_explicit(&x->idle, memory_order_acquire)) != NP__IDLE_MOVED)
+        uint64_t w = atomic_load_explicit(&x->idle, memory_order_acquire);
+        if (NP__IDLE_STATE(w) != NP__IDLE_MOVED)
             continue;
-        /* The task may be resumed by a thief meanwhile: then these read
-         * as 0, or name pages it has just faulted in itself. */
-        uintptr_t at = (uintptr_t)__atomic_load_n(&x->moved_at, __ATOMIC_RELAXED);
-        size_t len = __atomic_load_n(&x->moved_len, __ATOMIC_RELAXED);
-        if (!at || !len)
+        /* A thief may resume the task meanwhile. The word (its park count
+         * included) still the same after the reads says the pair is of
+         * this move. Best effort all the same: by the time of the call the
+         * task may have run and finished, and its stack be free (the call
+         * faults in a free slot's page) or gone (it fails on that range: a
+         * guard, a hole), and in a window of a few instructions the program
+         * may even have mapped something else there, whose pages the call
+         * then faults in for writing. It never changes a byte. */
+        uintptr_t at = (uintptr_t)__atomic_load_n(&x->moved_at, __ATOMIC_ACQUIRE);
+        size_t len = __atomic_load_n(&x->moved_len, __ATOMIC_ACQUIRE);
+        if (!at || !len || atomic_load_explicit(&x->idle, memory_order_acquire) != w)
             continue;
         uintptr_t lo = at & ~(ps - 1), hi = (at + len + ps - 1) & ~(ps - 1);
         iov[k++] = (struct iovec){ .iov_base = (void *)lo, .iov_len = hi - lo };
     }
-    np__stack_populate_ranges(iov, k);
+    if (np__stack_populate_ranges(iov, k) == 0)
+        atomic_fetch_add_explicit(&prefaulted, (unsigned long)k, memory_order_relaxed);
+}
+
+unsigned long np__idle_stack_prefaulted(void)
+{
+    return atomic_load_explicit(&prefaulted, memory_order_relaxed);
 }
 
 void np__idle_stack_counts(int64_t *bytes, unsigned long *n)

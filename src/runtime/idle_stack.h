@@ -88,6 +88,8 @@ void np__idle_stack_moved(np__task *t);
  * effort; at most NP__PREFAULT_MAX of them. */
 #define NP__PREFAULT_MAX 16
 void np__idle_stack_prefault(np__task *const *v, int n);
+/* Stacks faulted in so, in all (tests). */
+unsigned long np__idle_stack_prefaulted(void);
 
 /* Bytes of heap held by moved stacks now, and stacks moved in all (tests). */
 void np__idle_stack_counts(int64_t *bytes, unsigned long *moves);

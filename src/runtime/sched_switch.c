@@ -211,7 +211,7 @@ static void prefetch_next(worker *w)
  * most likely, have the tasks behind it, woken together. Fault their
  * stacks' pages in with one call, not one page fault each; once per
  * NP__PREFAULT_MAX picks at most. */
-static void prefault_ahead(worker *w)
+__attribute__((noinline)) static void prefault_ahead(worker *w)
 {
     uint32_t h = atomic_load_explicit(&w->runq.head, memory_order_relaxed);
     if ((int32_t)(w->prefault_mark - h) > 0)

@@ -312,8 +312,7 @@ int np_run(const np_config *cfg, void (*main_task)(void *), void *arg)
         np__sched.nworkers = started; /* run with what we got */
         atomic_store(&np__sched.nthreads, started);
     }
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    atomic_store(&np__sched.spin_workers, ncpu > 1 ? np__sched.nworkers : 0);
+    atomic_store(&np__sched.spin_workers, np__os_usable_cpus() > 1 ? np__sched.nworkers : 0);
     (void)np__monitor_start(); /* if it fails: without, a stuck task holds up its worker */
     np__thread_run(&np__sched.threads[0]);
     np__thread_fini(&np__sched.threads[0]);

@@ -29,11 +29,14 @@
  *    a million parked tasks take about 16,000 mappings at most (fewer:
  *    the kernel merges adjacent chunks). The scheduler's stack_budget is
  *    raised to match. A slot returned to its chunk keeps its memory (warm
- *    for the next task) until more than DIRTY_SLOTS (64, stack.c) free
- *    slots are dirty: then they are all released at once, adjacent ones
- *    as one range, all ranges in one process_madvise call where the kernel
- *    has it (one TLB shootdown, not one per slot). A chunk whose every slot
- *    is free is unmapped, pages and page tables at once. If a chunk cannot
+ *    for the next task) until more than DIRTY_SLOTS (512) free slots, or
+ *    DIRTY_BYTES (16 MiB) of their stacks, are dirty (stack_carved.c):
+ *    then they are all released at once, adjacent ones as one range, all
+ *    ranges in one process_madvise call where the kernel has it (one TLB
+ *    shootdown, not one per slot). A chunk whose every slot is free is
+ *    unmapped, pages and page tables at once, in a batch of up to 32 such
+ *    chunks (or 16 MiB their last slots may hold), adjacent ones in one
+ *    munmap; np_run's end unmaps the batch left. If a chunk cannot
  *    be given its guards (locked memory refuses them), that stack is
  *    mapped on its own as below.
  *

@@ -455,21 +455,44 @@ void np__stack_release_ranges(const struct iovec *iov, int n)
 #endif
 }
 
+/* Whether process_madvise takes MADV_POPULATE_WRITE for the calling
+ * process: asked once, of a scratch mapping (two ranges: a batch). A later
+ * call's error says nothing about support: its ranges may have gone stale
+ * (a PROT_NONE page gives EINVAL, a guard EFAULT, a hole ENOMEM). */
+#if defined(SYS_process_madvise)
+static bool populate_batch_works(void)
+{
+#ifdef NP_VALGRIND
+    if (RUNNING_ON_VALGRIND)
+        return false; /* it may not know the call */
+#endif
+    size_t ps = np__page_size();
+    char *m = mmap(NULL, 3 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (m == MAP_FAILED)
+        return false;
+    struct iovec iov[2] = { { m, ps }, { m + 2 * ps, ps } };
+    bool ok = syscall(SYS_process_madvise, PIDFD_SELF_THREAD, iov, (size_t)2, MADV_POPULATE_WRITE, 0u) ==
+              (long)(2 * ps);
+    munmap(m, 3 * ps);
+    return ok;
+}
+#endif
+
 int np__stack_populate_ranges(const struct iovec *iov, int n)
 {
 #if defined(SYS_process_madvise)
-    static _Atomic int populate_broken;
-    if (n < 2 || atomic_load_explicit(&batch_broken, memory_order_relaxed) ||
-        atomic_load_explicit(&populate_broken, memory_order_relaxed))
+    static _Atomic int works; /* 0 not asked yet, 1 yes, 2 no */
+    int w = atomic_load_explicit(&works, memory_order_relaxed);
+    if (w == 0) {
+        w = populate_batch_works() ? 1 : 2;
+        atomic_store_explicit(&works, w, memory_order_relaxed);
+    }
+    if (w != 1 || n < 1)
         return -1;
-#ifdef NP_VALGRIND
-    if (RUNNING_ON_VALGRIND)
-        return -1;
-#endif
-    long r = NP__SYS(syscall(SYS_process_madvise, PIDFD_SELF_THREAD, iov, (size_t)n, MADV_POPULATE_WRITE, 0u));
-    if (r == -EINVAL)
-        atomic_store_explicit(&populate_broken, 1, memory_order_relaxed);
-    return r < 0 ? -1 : 0;
+    return NP__SYS(syscall(SYS_process_madvise, PIDFD_SELF_THREAD, iov, (size_t)n, MADV_POPULATE_WRITE, 0u)) < 0
+               ? -1
+               : 0;
 #else
     (void)iov;
     (void)n;
