@@ -150,13 +150,19 @@ static void dirty_remove(chunk *c)
         c->dnext->dprev = c->dprev;
 }
 
+/* The bytes of stack in one of c's slots: what a freed slot may keep. */
+static size_t slot_stack_bytes(const chunk *c)
+{
+    return c->slot_size - np__stack_guard_size();
+}
+
 /* Dirty slots keep their memory for the next stack: up to DIRTY_SLOTS of
  * them, and DIRTY_BYTES of stack (a few large stacks fill it sooner).
  * Under the lock. */
 static void dirty_count(chunk *c, long slots)
 {
     C.ndirty += slots;
-    C.dirty_bytes += (size_t)slots * (c->slot_size - np__stack_guard_size());
+    C.dirty_bytes += (size_t)slots * slot_stack_bytes(c);
 }
 
 static bool dirty_over(void)
@@ -173,7 +179,7 @@ static size_t dirty_take_all(chunk *c)
     long n = __builtin_popcountll(c->dirty);
     dirty_remove(c);
     dirty_count(c, -n);
-    return (size_t)n * (c->slot_size - np__stack_guard_size());
+    return (size_t)n * slot_stack_bytes(c);
 }
 
 static char *slot_at(const chunk *c, unsigned i)
@@ -266,6 +272,16 @@ static void unmap_chunks(chunk **v, int n)
     }
 }
 
+/* Under retire_lock: the waiting chunks move to batch; how many. */
+static int retired_take_locked(chunk **batch)
+{
+    int n = nretired;
+    memcpy(batch, retired, sizeof(chunk *) * (size_t)n);
+    nretired = 0;
+    retired_held = 0;
+    return n;
+}
+
 static void chunk_drop(chunk *c, size_t held)
 {
     chunk *batch[RETIRE_CHUNKS];
@@ -273,12 +289,8 @@ static void chunk_drop(chunk *c, size_t held)
     pthread_mutex_lock(&retire_lock);
     retired[nretired++] = c;
     retired_held += held;
-    if (nretired == RETIRE_CHUNKS || retired_held > DIRTY_BYTES) {
-        n = nretired;
-        memcpy(batch, retired, sizeof(chunk *) * (size_t)n);
-        nretired = 0;
-        retired_held = 0;
-    }
+    if (nretired == RETIRE_CHUNKS || retired_held > DIRTY_BYTES)
+        n = retired_take_locked(batch);
     pthread_mutex_unlock(&retire_lock);
     unmap_chunks(batch, n);
 }
@@ -287,10 +299,7 @@ void np__stack_retired_flush(void)
 {
     chunk *batch[RETIRE_CHUNKS];
     pthread_mutex_lock(&retire_lock);
-    int n = nretired;
-    memcpy(batch, retired, sizeof(chunk *) * (size_t)n);
-    nretired = 0;
-    retired_held = 0;
+    int n = retired_take_locked(batch);
     pthread_mutex_unlock(&retire_lock);
     unmap_chunks(batch, n);
 }
@@ -423,7 +432,7 @@ void np__stack_carved_unmap(np__stack *s)
         if (c->on_partial)
             partial_remove(c);
         /* The slot freed now counts as dirty too: its memory is kept. */
-        size_t held = dirty_take_all(c) + (c->slot_size - np__stack_guard_size());
+        size_t held = dirty_take_all(c) + slot_stack_bytes(c);
         C.nchunks--;
         pthread_mutex_unlock(&C.lock);
         chunk_drop(c, held);
