@@ -1,6 +1,6 @@
-/* What tests/test_million.c and tests/test_stack.c share: the stack
- * layout a case runs with, and readings of the process's memory and
- * mappings. */
+/* What tests/test_million.c, test_stack.c and test_stack_arena.c share:
+ * the stack layout a case runs with, readings of the process's memory and
+ * mappings, and checks of guards and chunks. */
 #ifndef NP_STACK_TEST_H
 #define NP_STACK_TEST_H
 
@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "base/sanitizer.h"
-#include "runtime/stack.h"
+#include "runtime/stack_layout.h"
 #include "np_test.h"
 
 #ifdef NP_ASAN
@@ -90,6 +93,49 @@ static inline int use_layout(bool mapping)
         NP_SKIP("the layout was chosen earlier in this process (NP_TEST_FORK=0?)");
     printf("  layout: %s\n", layout_name(l));
     return l;
+}
+
+/* valgrind keeps a table of the mappings, of a fixed size (VG_N_SEGMENTS),
+ * which 20,000 stacks in the fallback layout overflow. */
+static inline bool under_valgrind(void)
+{
+#ifdef NP_VALGRIND
+    return RUNNING_ON_VALGRIND;
+#else
+    return false;
+#endif
+}
+
+/* Whether the whole guard region of s faults, asked without touching it:
+ * populating a guard page fails with EFAULT (MADV_GUARD_INSTALL), a
+ * PROT_NONE one with ENOMEM or EFAULT; and the stack's bottom page is
+ * ordinary memory. */
+static inline bool guard_intact(const np__stack *s)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    for (char *p = s->map; p < (char *)s->info.bottom; p += ps)
+        if (madvise(p, ps, MADV_POPULATE_READ) == 0)
+            return false;
+    return madvise((char *)s->info.bottom, ps, MADV_POPULATE_READ) == 0;
+}
+
+/* Every stack is back: the chunks are empty. Empty chunks wait to be
+ * released in batches (at most 32 of them; np_run's end flushes them):
+ * after the flush none is left, nor any dirty slot. */
+static inline void expect_no_chunks_after_flush(void)
+{
+    long chunks, dirty;
+    np__stack_chunk_counts(&chunks, &dirty);
+    NP_CHECK_LE(chunks, 32);
+    NP_CHECK_EQ(dirty, 0);
+    np__stack_retired_flush();
+    np__stack_chunk_counts(&chunks, &dirty);
+    NP_CHECK_EQ(chunks, 0);
+    NP_CHECK_EQ(dirty, 0);
+    /* And with every chunk back, no arena is left mapped. */
+    np__stack_arena_stats as;
+    np__stack_arena_stats_get(&as);
+    NP_CHECK_EQ(as.arenas, 0);
 }
 
 #endif

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "runtime/idle_stack.h"
+#include "runtime/idle_copy.h"
 #include "runtime/scheduler.h"
 #include "runtime/task.h"
 #include "netpoll.h"
@@ -129,11 +130,10 @@ static void t_200k_parked_at_once(void)
     NP_CHECK_GE(seen.rss_parked - seen.rss_before, ntasks * 4);
     NP_CHECK_LE(seen.rss_parked - seen.rss_before, ntasks * 8);
 #endif
-    /* When np_run returns every chunk is unmapped. */
-    long chunks, dirty;
-    np__stack_chunk_counts(&chunks, &dirty);
-    NP_CHECK_EQ(chunks, 0);
-    NP_CHECK_EQ(dirty, 0);
+    /* When np_run returns every chunk is gone, with its arena, and no
+     * slab of idle stacks' copies holds memory. */
+    expect_no_chunks_after_flush();
+    NP_CHECK_EQ(np__idle_copy_slabs(), 0);
 }
 
 /* ---- the fallback keeps its budget --------------------------------------------- */

@@ -31,17 +31,6 @@
 #define IDLE_TASKS 20000
 #endif
 
-/* valgrind keeps a table of the mappings, of a fixed size (VG_N_SEGMENTS),
- * which 20,000 stacks in the fallback layout overflow. */
-static bool under_valgrind(void)
-{
-#ifdef NP_VALGRIND
-    return RUNNING_ON_VALGRIND;
-#else
-    return false;
-#endif
-}
-
 static long ntasks;
 static _Atomic long parked, finished;
 static _Atomic int go;
@@ -97,40 +86,12 @@ static void t_layout(void)
     np__stack_unmap(s);
 }
 
-/* Whether the whole guard region of s faults, asked without touching it:
- * populating a guard page fails with EFAULT (MADV_GUARD_INSTALL), a
- * PROT_NONE one with ENOMEM or EFAULT; and the stack's bottom page is
- * ordinary memory. */
-static bool guard_intact(const np__stack *s)
-{
-    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-    for (char *p = s->map; p < (char *)s->info.bottom; p += ps)
-        if (madvise(p, ps, MADV_POPULATE_READ) == 0)
-            return false;
-    return madvise((char *)s->info.bottom, ps, MADV_POPULATE_READ) == 0;
-}
-
 /* Guard markers survive what the stack code does to free and idle stacks
  * (MADV_DONTNEED over single stacks and over runs of adjacent slots, guards
  * in between included); only unmapping removes them. 300 stacks touched
  * from top to bottom, given back (the chunks release them in batches),
  * taken again: every guard still faults. */
 enum { ROUNDS_STACKS = 300 };
-
-/* Every stack is back: the chunks are empty. Empty chunks wait to be
- * unmapped in batches (at most 32 of them; np_run's end flushes them):
- * after the flush none is left, nor any dirty slot. */
-static void expect_no_chunks_after_flush(void)
-{
-    long chunks, dirty;
-    np__stack_chunk_counts(&chunks, &dirty);
-    NP_CHECK_LE(chunks, 32);
-    NP_CHECK_EQ(dirty, 0);
-    np__stack_retired_flush();
-    np__stack_chunk_counts(&chunks, &dirty);
-    NP_CHECK_EQ(chunks, 0);
-    NP_CHECK_EQ(dirty, 0);
-}
 
 static void t_guards_survive_release(void)
 {

@@ -27,7 +27,7 @@
  *   million impl=netpoll config=NAME n=N workers=W stack=BYTES idle_ns=NS
  *     rss_base_kb= rss_parked_kb= rss_settled_kb= pte_base_kb= pte_parked_kb=
  *     pte_settled_kb= maps_parked= spawn_ns= settle_ns= wake_ns= total_ns= wall_ns=
- *     cpu_ns= cpu_spawn_ns= cpu_idle_ns= cpu_wake_ns= check=ok|late|FAILED
+ *     cpu_ns= cpu_spawn_ns= cpu_idle_ns= cpu_wake_ns= stalls= handoffs= check=ok|late|FAILED
  * check=late: the deadline came before every task had parked (raise -d).
  *
  * Usage: bench_million [-n tasks] [-w workers] [-s stack_bytes]
@@ -59,6 +59,7 @@ static int bad;
 static struct {
     long rss_base, rss_parked, rss_settled, pte_base, pte_parked, pte_settled, maps;
     int64_t t0, t_parked, t_settled, wall, cpu0, cpu_parked, cpu_deadline, cpu_end;
+    int64_t stalls, handoffs;
 } r;
 
 static int64_t cpu_ns(void)
@@ -158,6 +159,11 @@ static void main_task(void *arg)
         np_sleep(NP_MILLISECOND);
     r.cpu_end = cpu_ns();
     r.wall = atomic_load(&t_done) - r.t0;
+    np_stats st;
+    if (np_stats_get(&st) == 0) {
+        r.stalls = st.stalls;
+        r.handoffs = st.handoffs;
+    }
 }
 
 static void usage(void)
@@ -201,13 +207,13 @@ int main(int argc, char **argv)
            " rss_base_kb=%ld rss_parked_kb=%ld rss_settled_kb=%ld"
            " pte_base_kb=%ld pte_parked_kb=%ld pte_settled_kb=%ld maps_parked=%ld"
            " spawn_ns=%lld settle_ns=%lld wake_ns=%lld total_ns=%lld wall_ns=%lld"
-           " cpu_ns=%lld cpu_spawn_ns=%lld cpu_idle_ns=%lld cpu_wake_ns=%lld check=%s\n",
+           " cpu_ns=%lld cpu_spawn_ns=%lld cpu_idle_ns=%lld cpu_wake_ns=%lld stalls=%lld handoffs=%lld check=%s\n",
            config_name, n, workers, stack_size ? stack_size : (size_t)256 * 1024,
            (long long)idle_ns, r.rss_base, r.rss_parked, r.rss_settled, r.pte_base,
            r.pte_parked, r.pte_settled, r.maps, (long long)spawn,
            (long long)(r.t_settled - r.t_parked), (long long)wake,
            (long long)(spawn + wake), (long long)r.wall, (long long)(r.cpu_end - r.cpu0),
            (long long)(r.cpu_parked - r.cpu0), (long long)(r.cpu_deadline - r.cpu_parked),
-           (long long)(r.cpu_end - r.cpu_deadline), check);
+           (long long)(r.cpu_end - r.cpu_deadline), (long long)r.stalls, (long long)r.handoffs, check);
     return bad ? 1 : 0;
 }

@@ -7,6 +7,7 @@
 
 #include "runtime/context.h"
 #include "base/cpu_relax.h"
+#include "runtime/idle_copy.h"
 #include "runtime/idle_stack.h"
 #include "base/np_assert.h"
 #include "os/os.h"
@@ -61,7 +62,7 @@ bool np__idle_stack_copy_out(np__task *t, uint64_t seen, char **release_from, si
         lo = (char *)st->info.bottom;
     char *hi = (char *)st->map + st->map_size;
     size_t len = (size_t)(hi - lo);
-    void *copy = malloc(len);
+    void *copy = np__idle_copy_alloc(len);
     if (!copy) {
         atomic_store_explicit(&t->idle, seen, memory_order_release);
         return false;
@@ -110,7 +111,7 @@ void np__idle_stack_resume_slow(np__task *t)
         case NP__IDLE_MOVED:
             /* Only this thread may leave MOVED: plain stores suffice. */
             copy_words(t->moved_at, t->moved, t->moved_len);
-            free(t->moved);
+            np__idle_copy_free(t->moved);
             atomic_fetch_sub_explicit(&moved_bytes, (int64_t)t->moved_len, memory_order_relaxed);
             t->moved = NULL;
             __atomic_store_n(&t->moved_at, NULL, __ATOMIC_RELAXED);

@@ -22,23 +22,27 @@
  *  - CARVED (Linux >= 6.13): the guard region is made with
  *    madvise(MADV_GUARD_INSTALL), which puts fault markers in the page
  *    tables without changing the mapping: it costs no memory and does not
- *    split the mapping. So stacks are carved many to a mapping (a chunk):
- *    up to 64 slots, at most 64 MiB, per mmap. The kernel's
+ *    split the mapping. So stacks are carved many to a chunk (up to 64
+ *    slots, at most 64 MiB), and chunks many to an arena (up to 64
+ *    chunks, at most 1 GiB, one mmap; stack_arena.c). The kernel's
  *    vm.max_map_count (65,530 by default), which bounds the heap's and the
  *    libraries' mappings too, then allows millions of stacks, not ~30,000:
- *    a million parked tasks take about 16,000 mappings at most (fewer:
- *    the kernel merges adjacent chunks). The scheduler's stack_budget is
+ *    a million parked tasks take a few hundred mappings at most (fewer:
+ *    the kernel merges adjacent arenas). The scheduler's stack_budget is
  *    raised to match. A slot returned to its chunk keeps its memory (warm
  *    for the next task) until more than DIRTY_SLOTS (512) free slots, or
  *    DIRTY_BYTES (16 MiB) of their stacks, are dirty (stack_carved.c):
  *    then they are all released at once, adjacent ones as one range, all
  *    ranges in one process_madvise call where the kernel has it (one TLB
- *    shootdown, not one per slot). A chunk whose every slot is free is
- *    unmapped, pages and page tables at once, in a batch of up to 32 such
- *    chunks (or 16 MiB their last slots may hold), adjacent ones in one
- *    munmap; np_run's end unmaps the batch left. If a chunk cannot
- *    be given its guards (locked memory refuses them), that stack is
- *    mapped on its own as below.
+ *    shootdown, not one per slot). A chunk whose every slot is free goes
+ *    back to its arena in a batch of up to 32 such chunks (or 16 MiB their
+ *    last slots may hold): its stacks' memory released, its guard markers
+ *    kept for the next chunk taken there; an arena whose every chunk is
+ *    back is unmapped, pages and page tables at once. np_run's end
+ *    releases the batch left. A chunk taken while another is in use has
+ *    the top page of each slot faulted in at once (a few calls, not a
+ *    fault per task). If a chunk cannot be given its guards (locked
+ *    memory refuses them), that stack is mapped on its own as below.
  *
  *  - MAPPED, the fallback where MADV_GUARD_INSTALL is missing or does
  *    nothing (older kernels: EINVAL; qemu-user accepts it and ignores it):
@@ -104,15 +108,16 @@ unsigned np__stacks_per_mapping(size_t stack_size);
  * on failure. */
 np__stack *np__stack_map(size_t stack_size);
 
-/* Gives the stack back: to its chunk (CARVED; the chunk is unmapped once
- * all its slots are free), or unmaps it (MAPPED). */
+/* Gives the stack back: to its chunk (CARVED; the chunk goes back to its
+ * arena once all its slots are free), or unmaps it (MAPPED). */
 void np__stack_unmap(np__stack *s);
 /* Faults in the pages of n ranges (MADV_POPULATE_WRITE) in one call where
  * the kernel takes a batch of them, else does nothing (one call per range
  * is no cheaper than the faults): 0, or -1. */
 struct iovec;
 int np__stack_populate_ranges(const struct iovec *iov, int n);
-/* Unmaps the empty chunks still waiting for a batch (end of np_run). */
+/* Releases the empty chunks still waiting for a batch, and unmaps the
+ * arenas that leaves empty (end of np_run). */
 void np__stack_retired_flush(void);
 
 /* Hands the memory of an idle stack back to the OS, keeping the mapping. */
@@ -135,5 +140,13 @@ int64_t np__stacks_max(size_t stack_size);
 /* Chunks mapped now and their free slots whose memory may be resident
  * (tests and benchmarks). */
 void np__stack_chunk_counts(long *chunks, long *dirty_slots);
+/* The CARVED layout's arenas (tests). */
+typedef struct np__stack_arena_stats {
+    long arenas;           /* mapped now */
+    long chunks_reused;    /* taken back from an arena, so far */
+    long chunks_unguarded; /* given back without their guard markers (page tables let go) */
+    size_t bytes_mapped;   /* address space of every arena mapped, so far */
+} np__stack_arena_stats;
+void np__stack_arena_stats_get(np__stack_arena_stats *out);
 
 #endif

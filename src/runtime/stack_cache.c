@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "base/np_assert.h"
+#include "runtime/idle_copy.h"
 #include "runtime/sched_internal.h"
 
 #define HOT_STACKS 32                  /* per worker, memory kept */
@@ -215,7 +216,9 @@ void np__stack_cache_fini(int nworkers)
     np__sched.cold = NULL;
     np__sched.ncold = 0;
     np__sched.free_tasks = NULL;
+    np__task_structs_release();
     np__stack_retired_flush();
+    np__idle_copy_flush();
 }
 
 np__task *np__task_new(worker *w, void (*fn)(void *), void *arg)

@@ -1,7 +1,8 @@
-/* Task stacks, the CARVED layout: chunks of 64 slots in one mapping,
- * guard regions by MADV_GUARD_INSTALL; freed slots that keep their memory
- * (dirty), released in batches; empty chunks unmapped in batches. The
- * layouts' common part and the MAPPED fallback are stack.c's. */
+/* Task stacks, the CARVED layout: the slots of chunks (up to 64 slots
+ * each, guard regions by MADV_GUARD_INSTALL); freed slots that keep their
+ * memory (dirty), released in batches. Chunks come from arenas and empty
+ * ones go back to them (stack_arena.c). The layouts' common part and the
+ * MAPPED fallback are stack.c's. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,12 +23,11 @@
 #include "base/sanitizer.h"
 #include "runtime/stack_layout.h"
 
-#define DIRTY_SLOTS 512                 /* free slots keeping memory, all chunks, */
-#define DIRTY_BYTES ((size_t)16 << 20) /* and at most this much stack between them */
+#define DIRTY_SLOTS 512 /* free slots keeping memory, all chunks (and NP__STACK_DIRTY_BYTES) */
 
 /* CARVED: chunks of slots, guard regions by MADV_GUARD_INSTALL -------------
  *
- * A chunk is one mapping of nslots slots. Its free slots are the bits of
+ * A chunk is nslots slots of an arena (stack_arena.c). Its free slots are the bits of
  * `free`; `dirty` marks those of them whose memory may still be resident
  * (returned by a task, not released since). Chunks with a free slot are on
  * the `partial` list; chunks with a dirty slot on the `dirty` list. A slot is
@@ -38,7 +38,7 @@
  * A chunk is on the partial list exactly while `free` is not 0, and on the
  * dirty list exactly while `dirty` is not 0. A release batch claims the
  * dirty slots of the chunks it takes off the dirty list (clears their free
- * bits) and marks them `releasing`: such a chunk is never unmapped by
+ * bits) and marks them `releasing`: such a chunk is never retired by
  * another thread meanwhile, as the batch comes back to it after dropping
  * the lock. (A chunk left on the dirty list with no dirty slot, once taken
  * by a batch, was unmapped under it and unmapped again later, by then
@@ -53,7 +53,7 @@
 static _Atomic int batch_broken;
 #endif
 
-static int madvise_many(const struct iovec *iov, int n, int advice)
+int np__madvise_many(const struct iovec *iov, int n, int advice)
 {
     if (n == 0)
         return 0;
@@ -87,16 +87,6 @@ static int madvise_many(const struct iovec *iov, int n, int advice)
     return rc;
 }
 
-struct np__stack_chunk {
-    char *base;
-    size_t slot_size, map_size;
-    unsigned nslots;
-    uint64_t all, free, dirty;    /* bit i: slot i */
-    bool on_partial, on_dirty;    /* free != 0, dirty != 0 */
-    bool releasing;               /* in a release batch: not to be unmapped */
-    struct np__stack_chunk *prev, *next;   /* partial list */
-    struct np__stack_chunk *dprev, *dnext; /* dirty list */
-};
 typedef struct np__stack_chunk chunk;
 
 static struct {
@@ -157,7 +147,7 @@ static size_t slot_stack_bytes(const chunk *c)
 }
 
 /* Dirty slots keep their memory for the next stack: up to DIRTY_SLOTS of
- * them, and DIRTY_BYTES of stack (a few large stacks fill it sooner).
+ * them, and NP__STACK_DIRTY_BYTES of stack (a few large stacks fill it sooner).
  * Under the lock. */
 static void dirty_count(chunk *c, long slots)
 {
@@ -167,7 +157,7 @@ static void dirty_count(chunk *c, long slots)
 
 static bool dirty_over(void)
 {
-    return C.ndirty > DIRTY_SLOTS || C.dirty_bytes > DIRTY_BYTES;
+    return C.ndirty > DIRTY_SLOTS || C.dirty_bytes > NP__STACK_DIRTY_BYTES;
 }
 
 /* c is going: takes it off the dirty list; returns the bytes of stack its
@@ -203,105 +193,6 @@ static char *take_slot(chunk *c)
     if (!c->free)
         partial_remove(c);
     return slot_at(c, i);
-}
-
-static chunk *chunk_new(size_t size, unsigned n)
-{
-    chunk *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->slot_size = size;
-    c->map_size = size * n;
-    c->nslots = n;
-    c->all = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
-    c->free = c->all;
-    c->base = mmap(NULL, c->map_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | NP__OS_MAP_STACK, -1, 0);
-    if (c->base == MAP_FAILED) {
-        free(c);
-        return NULL;
-    }
-    /* MAP_STACK implies it since Linux 6.7; a 2 MiB page would span many
-     * stacks' untouched pages. Advice only: failure changes nothing. */
-    np__os_no_huge_pages(c->base, c->map_size);
-    /* Few at a time: this may run on a task's stack (a switch's pick). */
-    size_t guard = np__stack_guard_size();
-    struct iovec iov[16];
-    for (unsigned i = 0; i < n; i += 16) {
-        int k = 0;
-        for (; k < 16 && i + (unsigned)k < n; k++)
-            iov[k] = (struct iovec){ .iov_base = slot_at(c, i + (unsigned)k), .iov_len = guard };
-        if (madvise_many(iov, k, MADV_GUARD_INSTALL) != 0) {
-            munmap(c->base, c->map_size);
-            free(c);
-            return NULL;
-        }
-    }
-    return c;
-}
-
-/* An empty chunk goes, memory and page tables at once, but in batches:
- * each munmap costs a TLB shootdown on every CPU running a worker, and
- * chunks mapped one after another are adjacent, so a batch sorted by
- * address is a few calls (a million tasks finishing: 15,625 chunks). A
- * batch goes at RETIRE_CHUNKS chunks, or once the memory their last
- * slots may still hold (`held`: those freed since the last release)
- * passes DIRTY_BYTES. Called without the chunk lock. */
-#define RETIRE_CHUNKS 32
-static pthread_mutex_t retire_lock = PTHREAD_MUTEX_INITIALIZER;
-static chunk *retired[RETIRE_CHUNKS];
-static int nretired;
-static size_t retired_held;
-
-static int chunk_cmp(const void *a, const void *b)
-{
-    const char *x = (*(chunk *const *)a)->base, *y = (*(chunk *const *)b)->base;
-    return x < y ? -1 : x > y;
-}
-
-static void unmap_chunks(chunk **v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, chunk_cmp);
-    for (int i = 0; i < n;) {
-        int j = i;
-        while (j + 1 < n && v[j]->base + v[j]->map_size == v[j + 1]->base)
-            j++;
-        munmap(v[i]->base, (size_t)(v[j]->base + v[j]->map_size - v[i]->base));
-        for (; i <= j; i++)
-            free(v[i]);
-    }
-}
-
-/* Under retire_lock: the waiting chunks move to batch; how many. */
-static int retired_take_locked(chunk **batch)
-{
-    int n = nretired;
-    memcpy(batch, retired, sizeof(chunk *) * (size_t)n);
-    nretired = 0;
-    retired_held = 0;
-    return n;
-}
-
-static void chunk_drop(chunk *c, size_t held)
-{
-    chunk *batch[RETIRE_CHUNKS];
-    int n = 0;
-    pthread_mutex_lock(&retire_lock);
-    retired[nretired++] = c;
-    retired_held += held;
-    if (nretired == RETIRE_CHUNKS || retired_held > DIRTY_BYTES)
-        n = retired_take_locked(batch);
-    pthread_mutex_unlock(&retire_lock);
-    unmap_chunks(batch, n);
-}
-
-void np__stack_retired_flush(void)
-{
-    chunk *batch[RETIRE_CHUNKS];
-    pthread_mutex_lock(&retire_lock);
-    int n = retired_take_locked(batch);
-    pthread_mutex_unlock(&retire_lock);
-    unmap_chunks(batch, n);
 }
 
 /* Releases the dirty slots: every one that is dirty when it starts, in one
@@ -350,14 +241,14 @@ static void release_batch(void)
             char *from = slot_at(rel_chunks[k], lo) + guard;
             char *to = slot_at(rel_chunks[k], hi) + rel_chunks[k]->slot_size;
             if (niov == DIRTY_SLOTS + 1) {
-                (void)madvise_many(rel_iov, niov, MADV_DONTNEED);
+                (void)np__madvise_many(rel_iov, niov, MADV_DONTNEED);
                 niov = 0;
             }
             rel_iov[niov++] = (struct iovec){ .iov_base = from, .iov_len = (size_t)(to - from) };
             b &= hi == 63 ? 0 : ~(uint64_t)0 << (hi + 1);
         }
     }
-    (void)madvise_many(rel_iov, niov, MADV_DONTNEED);
+    (void)np__madvise_many(rel_iov, niov, MADV_DONTNEED);
     pthread_mutex_lock(&C.lock);
     for (int k = 0; k < n; k++) {
         chunk *c = rel_chunks[k];
@@ -370,7 +261,7 @@ static void release_batch(void)
             size_t held = dirty_take_all(c);
             C.nchunks--;
             pthread_mutex_unlock(&C.lock);
-            chunk_drop(c, held);
+            np__chunk_retire(c, held);
             pthread_mutex_lock(&C.lock);
         } else if (!c->on_partial) {
             partial_add(c);
@@ -408,7 +299,7 @@ np__stack *np__stack_carved_map(size_t stack_size)
     }
     pthread_mutex_unlock(&C.lock);
     if (!slot) {
-        c = chunk_new(size, np__stacks_per_mapping(stack_size));
+        c = np__chunk_take(size, np__stacks_per_mapping(stack_size));
         if (!c) /* the advice refused here (mlockall'ed memory, say): the old way */
             return np__stack_mapped_map(stack_size);
         pthread_mutex_lock(&C.lock);
@@ -435,7 +326,7 @@ void np__stack_carved_unmap(np__stack *s)
         size_t held = dirty_take_all(c) + slot_stack_bytes(c);
         C.nchunks--;
         pthread_mutex_unlock(&C.lock);
-        chunk_drop(c, held);
+        np__chunk_retire(c, held);
         return;
     }
     c->dirty |= bit;
@@ -456,7 +347,7 @@ void np__stack_release_ranges(const struct iovec *iov, int n)
     /* Cannot fail on private anonymous mappings of ours; if it did, the
      * pages would merely stay resident. */
 #ifdef __linux__
-    (void)madvise_many(iov, n, MADV_DONTNEED);
+    (void)np__madvise_many(iov, n, MADV_DONTNEED);
 #else
     /* MADV_DONTNEED frees nothing on macOS: the platform's own way. */
     for (int i = 0; i < n; i++)
@@ -515,7 +406,5 @@ void np__stack_chunk_counts(long *chunks, long *dirty_slots)
     *chunks = C.nchunks;
     *dirty_slots = C.ndirty;
     pthread_mutex_unlock(&C.lock);
-    pthread_mutex_lock(&retire_lock);
-    *chunks += nretired; /* empty, still mapped */
-    pthread_mutex_unlock(&retire_lock);
+    *chunks += np__chunks_retiring(); /* empty, memory not yet released */
 }

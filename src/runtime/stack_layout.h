@@ -4,9 +4,17 @@
 #ifndef NP_STACK_LAYOUT_H
 #define NP_STACK_LAYOUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "runtime/stack.h"
+
+/* Memory that free slots (stack_carved.c) and the last slots of empty
+ * chunks waiting to be released (stack_arena.c) may each hold. */
+#define NP__STACK_DIRTY_BYTES ((size_t)16 << 20)
+/* Most empty chunks waiting for their memory to be released. */
+#define RETIRE_BATCH 32
 
 /* Debian 12's headers predate them (Linux 6.13). */
 #ifndef MADV_GUARD_INSTALL
@@ -38,5 +46,39 @@ np__stack *np__stack_mapped_map(size_t stack_size);
 /* The CARVED layout (stack_carved.c). */
 np__stack *np__stack_carved_map(size_t stack_size);
 void np__stack_carved_unmap(np__stack *s);
+/* madvise over n ranges, one process_madvise call where the kernel has
+ * it: 0, or -1 if some range failed. */
+struct iovec;
+int np__madvise_many(const struct iovec *iov, int n, int advice);
+
+/* A chunk: nslots slots of slot_size carved from an arena. Its free slots
+ * are the bits of `free`; `dirty` marks those of them whose memory may
+ * still be resident (returned by a task, not released since). Chunks with
+ * a free slot are on the `partial` list; chunks with a dirty slot on the
+ * `dirty` list (stack_carved.c). A chunk back in its arena is on the
+ * arena's free list through `next` (stack_arena.c). */
+struct np__stack_arena;
+struct np__stack_chunk {
+    char *base;
+    size_t slot_size, map_size;
+    unsigned nslots;
+    uint64_t all, free, dirty;    /* bit i: slot i */
+    bool on_partial, on_dirty;    /* free != 0, dirty != 0 */
+    bool releasing;               /* in a release batch: not to be retired */
+    bool guarded;                 /* guard markers installed (they outlive the chunk's use) */
+    struct np__stack_arena *arena;
+    struct np__stack_chunk *prev, *next;   /* partial list; arena's free list */
+    struct np__stack_chunk *dprev, *dnext; /* dirty list */
+};
+
+/* Where chunks come from (stack_arena.c). A chunk of nslots slots of
+ * slot_size, every slot free and guarded, or NULL (no memory, or the
+ * kernel refused the guards). */
+struct np__stack_chunk *np__chunk_take(size_t slot_size, unsigned nslots);
+/* An empty chunk goes back, its last slots holding up to `held` bytes
+ * of memory; in batches. */
+void np__chunk_retire(struct np__stack_chunk *c, size_t held);
+/* Empty chunks waiting for a batch. */
+long np__chunks_retiring(void);
 
 #endif

@@ -75,6 +75,9 @@ struct np__task {
 /* Task structs. */
 np__task *np__task_new_struct(void);        /* NULL on failure */
 void np__task_free_struct(np__task *t);
+/* Unmaps the memory of every struct made: the run's end, once each has
+ * been through np__task_free_struct. */
+void np__task_structs_release(void);
 
 /* Every task struct made while a runtime runs, newest first, for np_dump
  * and the gdb script: a list readers walk without a lock (from a signal
