@@ -70,6 +70,32 @@ static void t_reused_chunks_keep_guards(void)
     expect_no_chunks_after_flush();
 }
 
+#if !defined(NP_ASAN) && !defined(NP_TSAN)
+/* Maps n stacks of size, marking in keep the first of each arena (arenas
+ * fill one after another: a stack in another arena than the one before it
+ * is its arena's first); how many arenas. */
+static long map_keeping_one_per_arena(np__stack **st, bool *keep, unsigned n, size_t size)
+{
+    long kept = 0;
+    for (unsigned i = 0; i < n; i++) {
+        st[i] = np__stack_map(size);
+        NP_CHECK(st[i] != NULL);
+        keep[i] = i == 0 || st[i]->chunk->arena != st[i - 1]->chunk->arena;
+        kept += keep[i];
+    }
+    return kept;
+}
+
+/* Gives back every stack not kept, and flushes the chunks waiting. */
+static void unmap_all_but_kept(np__stack **st, const bool *keep, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (!keep[i])
+            np__stack_unmap(st[i]);
+    np__stack_retired_flush();
+}
+#endif
+
 /* Whether this kernel frees a page table left empty by MADV_DONTNEED
  * (CONFIG_PT_RECLAIM, Linux 6.14): 64 MiB touched a page per 2 MiB (32
  * page tables, 128 KiB), one guard marker installed and removed, then
@@ -115,25 +141,11 @@ static void t_pinned_arenas_let_page_tables_go(void)
     bool *keep = calloc(n, sizeof *keep);
     NP_CHECK(st && keep);
     long pte0 = status_kib("VmPTE");
-    for (unsigned i = 0; i < n; i++) {
-        st[i] = np__stack_map(SIZE);
-        NP_CHECK(st[i] != NULL);
-    }
+    long kept = map_keeping_one_per_arena(st, keep, n, SIZE);
     long pte_peak = status_kib("VmPTE");
-    long kept = 0;
-    for (unsigned i = 0; i < n; i++) {
-        bool first = true;
-        for (unsigned j = 0; j < i && first; j++)
-            first = !(keep[j] && st[j]->chunk->arena == st[i]->chunk->arena);
-        keep[i] = first;
-        kept += first;
-    }
     np__stack_arena_stats a0, a1;
     np__stack_arena_stats_get(&a0);
-    for (unsigned i = 0; i < n; i++)
-        if (!keep[i])
-            np__stack_unmap(st[i]);
-    np__stack_retired_flush();
+    unmap_all_but_kept(st, keep, n);
     np__stack_arena_stats_get(&a1);
     long pte_after = status_kib("VmPTE");
     printf("  %u stacks of 1 MiB, one kept in each of %ld arenas; page tables %ld KiB at the start,"
@@ -237,19 +249,12 @@ static void t_chunks_reused_after_mlockall(void)
     np__stack **st = calloc(n, sizeof *st);
     bool *keep = calloc(n, sizeof *keep);
     NP_CHECK(st && keep);
-    for (unsigned i = 0; i < n; i++) {
-        st[i] = np__stack_map(SIZE);
-        NP_CHECK(st[i] != NULL);
-        keep[i] = i == 0 || st[i]->chunk->arena != st[i - 1]->chunk->arena;
-    }
+    map_keeping_one_per_arena(st, keep, n, SIZE);
     if (mlockall(MCL_FUTURE) != 0)
         NP_SKIP("mlockall is not permitted here");
     np__stack_arena_stats a0, a1;
     np__stack_arena_stats_get(&a0);
-    for (unsigned i = 0; i < n; i++)
-        if (!keep[i])
-            np__stack_unmap(st[i]);
-    np__stack_retired_flush();
+    unmap_all_but_kept(st, keep, n);
     long locked = status_kib("VmLck");
     unsigned own = 0;
     for (unsigned i = 0; i < n; i++) {

@@ -60,7 +60,6 @@ typedef struct slab {
     char *base;
     unsigned cls, obj_size, nobj, nfree, next_unused;
     void *free;                       /* free objects, linked through their first word */
-    bool on_partial;
     struct slab *prev, *next;
 } slab;
 
@@ -79,7 +78,6 @@ static long slabs_with_memory;        /* for tests: CARVED..RETIRING */
 
 static void partial_add(slab *s)
 {
-    s->on_partial = true;
     s->prev = NULL;
     s->next = partial[s->cls];
     if (s->next)
@@ -89,7 +87,6 @@ static void partial_add(slab *s)
 
 static void partial_remove(slab *s)
 {
-    s->on_partial = false;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -130,7 +127,6 @@ static slab *slab_get_locked(unsigned cls)
     s->nfree = s->nobj;
     s->next_unused = 0;
     s->free = NULL;
-    s->on_partial = false;
     slabs_with_memory++;
 #ifdef NP_ASAN
     __asan_poison_memory_region(s->base, SLAB_BYTES);

@@ -149,6 +149,10 @@ static chunk *arena_take_locked(arena *a)
             return NULL;
         c->arena = a;
         c->base = a->base + (size_t)a->carved++ * a->chunk_bytes;
+        c->slot_size = a->slot_size;
+        c->map_size = a->chunk_bytes;
+        c->nslots = a->nslots;
+        c->all = a->nslots == 64 ? ~(uint64_t)0 : ((uint64_t)1 << a->nslots) - 1;
     } else {
         return NULL;
     }
@@ -207,16 +211,23 @@ static int arena_give_back(chunk **v, int n, arena **gone)
     return ngone;
 }
 
+/* The ranges [off, off + len) of c's slots from slot i on, at most 16 (few
+ * at a time: this may run on a task's stack); how many. */
+static int slot_ranges(const chunk *c, unsigned i, size_t off, size_t len, struct iovec *iov)
+{
+    int k = 0;
+    for (; k < 16 && i + (unsigned)k < c->nslots; k++)
+        iov[k] = (struct iovec){ .iov_base = c->base + (size_t)(i + (unsigned)k) * c->slot_size + off,
+                                 .iov_len = len };
+    return k;
+}
+
 /* Guard regions for the slots of a new chunk; true if the kernel took them. */
 static bool chunk_guard(chunk *c)
 {
-    size_t guard = np__stack_guard_size();
-    struct iovec iov[16]; /* few at a time: this may run on a task's stack */
+    struct iovec iov[16];
     for (unsigned i = 0; i < c->nslots; i += 16) {
-        int k = 0;
-        for (; k < 16 && i + (unsigned)k < c->nslots; k++)
-            iov[k] = (struct iovec){ .iov_base = c->base + (size_t)(i + (unsigned)k) * c->slot_size,
-                                     .iov_len = guard };
+        int k = slot_ranges(c, i, 0, np__stack_guard_size(), iov);
         if (np__madvise_many(iov, k, MADV_GUARD_INSTALL) != 0)
             return false;
     }
@@ -232,10 +243,7 @@ static void chunk_populate_tops(chunk *c)
     size_t ps = np__page_size();
     struct iovec iov[16];
     for (unsigned i = 0; i < c->nslots; i += 16) {
-        int k = 0;
-        for (; k < 16 && i + (unsigned)k < c->nslots; k++)
-            iov[k] = (struct iovec){ .iov_base = c->base + (size_t)(i + (unsigned)k + 1) * c->slot_size - ps,
-                                     .iov_len = ps };
+        int k = slot_ranges(c, i, c->slot_size - ps, ps, iov);
         if (np__stack_populate_ranges(iov, k) != 0)
             return;
     }
@@ -266,10 +274,6 @@ chunk *np__chunk_take(size_t slot_size, unsigned nslots)
             return NULL;
         }
     }
-    c->slot_size = slot_size;
-    c->map_size = slot_size * nslots;
-    c->nslots = nslots;
-    c->all = nslots == 64 ? ~(uint64_t)0 : ((uint64_t)1 << nslots) - 1;
     c->free = c->all;
     c->dirty = 0;
     c->on_partial = c->on_dirty = c->releasing = false;
@@ -308,7 +312,8 @@ chunk *np__chunk_take(size_t slot_size, unsigned nslots)
  * their markers too; then they go back to their arenas, for the next
  * chunk wanted. One batch at a time, under run_lock, in its static
  * arrays. */
-#define RETIRE_ROOM (2 * RETIRE_BATCH) /* waiting while a batch is retired */
+#define RETIRE_BATCH 32                /* empty chunks released at once, */
+#define RETIRE_ROOM (2 * RETIRE_BATCH) /* and waiting while a batch is retired */
 static pthread_mutex_t retire_lock = PTHREAD_MUTEX_INITIALIZER;
 static chunk *retired[RETIRE_ROOM];
 static int nretired;

@@ -13,8 +13,6 @@
 /* Memory that free slots (stack_carved.c) and the last slots of empty
  * chunks waiting to be released (stack_arena.c) may each hold. */
 #define NP__STACK_DIRTY_BYTES ((size_t)16 << 20)
-/* Most empty chunks waiting for their memory to be released. */
-#define RETIRE_BATCH 32
 
 /* Debian 12's headers predate them (Linux 6.13). */
 #ifndef MADV_GUARD_INSTALL
