@@ -13,6 +13,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "install check: $*" >&2; exit 1; }
+# Whether program's ldd lists a library matching pattern. Not `ldd | grep
+# -q`: grep leaves at the first match, ldd may then die of SIGPIPE, and
+# under pipefail the pipeline is false (2 times in 500 here).
+links() { # program pattern
+    local deps
+    deps=$(ldd "$1")
+    grep -q -- "$2" <<<"$deps"
+}
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 
 prefix=$tmp/prefix
@@ -46,7 +54,7 @@ command -v pkg-config >/dev/null || fail "pkg-config is not installed"
 # shellcheck disable=SC2046
 "$cc" -std=c11 -Wall -Wextra -Werror "$here/consumer.c" -o "$tmp/pc-shared" \
     $(pkg-config --cflags --libs netpoll) -Wl,-rpath,"$libdir"
-ldd "$tmp/pc-shared" | grep -q "libnetpoll.so.$major" || fail "pkg-config shared: not linked to $soname"
+links "$tmp/pc-shared" "libnetpoll.so.$major" || fail "pkg-config shared: not linked to $soname"
 run "pkg-config" "$tmp/pc-shared"
 
 # pkg-config --static: the static archive, with what it needs (-pthread).
@@ -56,7 +64,7 @@ case " $static_libs " in *" -pthread "*) ;; *) fail "pkg-config --static --libs 
 "$cc" -std=c11 -Wall -Wextra -Werror "$here/consumer.c" -o "$tmp/pc-static" \
     $(pkg-config --cflags netpoll) -Wl,-Bstatic -lnetpoll -Wl,-Bdynamic \
     $(echo " $static_libs " | sed 's/ -lnetpoll / /')
-if ldd "$tmp/pc-static" | grep -q libnetpoll; then fail "pkg-config --static: linked the shared library"; fi
+if links "$tmp/pc-static" libnetpoll; then fail "pkg-config --static: linked the shared library"; fi
 run "pkg-config --static" "$tmp/pc-static"
 
 # find_package, both components.
@@ -67,7 +75,7 @@ for variant in shared static; do
     cmake --build "$tmp/fp-$variant" >>"$tmp/fp-$variant.log" 2>&1 ||
         { cat "$tmp/fp-$variant.log"; fail "find_package ($variant): build failed"; }
     linked=no
-    ldd "$tmp/fp-$variant/consumer" | grep -q libnetpoll && linked=yes
+    if links "$tmp/fp-$variant/consumer" libnetpoll; then linked=yes; fi
     { [ $variant = shared ] && [ $linked = yes ]; } || { [ $variant = static ] && [ $linked = no ]; } ||
         fail "find_package ($variant): libnetpoll.so linked: $linked"
     run "find_package ($variant)" "$tmp/fp-$variant/consumer"
